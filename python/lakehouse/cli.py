@@ -1,0 +1,78 @@
+"""The ``lakehouse`` command.
+
+Each subcommand lives in the module that owns its behaviour and exposes ``main(argv)``;
+this file only maps names to those functions, so adding a command is one line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .config import ConfigError
+
+#: name -> ("module:function", one-line help). The function takes the remaining argv.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("lakehouse.cli:serve_main", "run one daemon in the foreground"),
+}
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="lakehouse.toml (default: ./lakehouse.toml if present)")
+    parser.add_argument("--data-dir", help="data directory (default: ./lakehouse-data)")
+
+
+def serve_main(argv: list[str]) -> int:
+    from .config import load_config
+    from .services import DAEMONS, app_factory
+    from .web import run_app, setup_logging
+
+    parser = argparse.ArgumentParser(prog="lakehouse serve", description="run one daemon")
+    parser.add_argument("name", choices=sorted(DAEMONS), help="the daemon")
+    add_common_args(parser)
+    parser.add_argument("--host", help="bind address (default: the config's, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: the config's)")
+    args = parser.parse_args(argv)
+
+    config = load_config(args.config, data_dir=args.data_dir)
+    changes = {}
+    if args.host:
+        changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    if changes:
+        config = config.replace(args.name, **changes)
+    setup_logging(args.name)
+    section = config.section(args.name)
+    app = app_factory(args.name)(config)
+    run_app(app, section.host, section.port, config.auth)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: lakehouse COMMAND [args]\n\ncommands:")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:<14} {text}")
+        print("\n'lakehouse COMMAND --help' for a command's options.")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"lakehouse: unknown command {name!r} (try 'lakehouse --help')", file=sys.stderr)
+        return 2
+    target, _ = COMMANDS[name]
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(func(rest) or 0)
+    except ConfigError as exc:
+        print(f"lakehouse {name}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

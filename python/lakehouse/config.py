@@ -1,0 +1,509 @@
+"""lakehouse.toml: one section per daemon plus [auth], [s3] and [models].
+
+Every key has a default, so an empty or missing file is a valid configuration (the embedded
+defaults: loopback ports of the reference, storage on the local disk, the ``hash`` embedder).
+Precedence, lowest first: defaults, the file, environment variables, command-line flags.
+
+Environment overrides are named ``LAKEHOUSE_<SECTION>_<KEY>`` (``LAKEHOUSE_VECTORD_PORT=4215``),
+and ``LAKEHOUSE_DATA_DIR`` for the top-level ``data_dir``. Lists take a JSON array or a
+comma-separated string.
+
+Upstream URLs (``matrixd.vectord_url`` and the like) default to "" which means "the host and
+port of that daemon's own section", so a configuration that moves a daemon to another port
+moves its callers with it.
+
+An unknown section or key, or a value of the wrong type or out of range, raises
+:class:`ConfigError` whose message names the key (``[vectord].port``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "load_config",
+    "DAEMON_PORTS",
+]
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+#: Ports of contract section 1.1.
+DAEMON_PORTS: dict[str, int] = {
+    "gateway": 3110,
+    "storaged": 3211,
+    "catalogd": 3212,
+    "ingestd": 3213,
+    "queryd": 3214,
+    "vectord": 3215,
+    "embedd": 3216,
+    "pathwayd": 3217,
+    "matrixd": 3218,
+    "observerd": 3219,
+    "chatd": 3220,
+    "validatord": 3221,
+}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration file or value; the message names the key."""
+
+
+def _check_url(key: str, value: str) -> None:
+    # The reference exits on an upstream URL without a scheme (mustParseUpstream).
+    if value and not (value.startswith("http://") or value.startswith("https://")):
+        raise ConfigError(f"{key}: expected an http:// or https:// URL, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ServiceSection:
+    """Fields every daemon section has."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: request body cap in bytes for JSON routes (4 MiB in the contract for most daemons)
+    max_body_bytes: int = 4 * MiB
+
+    def validate(self, section: str) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"[{section}].port: must be 0..65535, got {self.port}")
+        if self.max_body_bytes <= 0:
+            raise ConfigError(f"[{section}].max_body_bytes: must be positive")
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_url"):
+                _check_url(f"[{section}].{f.name}", getattr(self, f.name))
+
+
+@dataclass(frozen=True)
+class GatewayConfig(ServiceSection):
+    port: int = DAEMON_PORTS["gateway"]
+    storaged_url: str = ""
+    catalogd_url: str = ""
+    ingestd_url: str = ""
+    queryd_url: str = ""
+    vectord_url: str = ""
+    embedd_url: str = ""
+    pathwayd_url: str = ""
+    matrixd_url: str = ""
+    observerd_url: str = ""
+    chatd_url: str = ""
+    validatord_url: str = ""
+    #: seconds an upstream may take to answer (0 = no limit; bulk transfers stream)
+    upstream_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class StoragedConfig(ServiceSection):
+    port: int = DAEMON_PORTS["storaged"]
+    #: "local" (a directory, atomic writes) or "s3" (boto3, settings in [s3])
+    backend: str = "local"
+    #: local backend root; "" = <data_dir>/objects
+    root: str = ""
+    #: PUT caps (ADR-002): the default, and keys under _vectors/
+    max_put_bytes: int = 256 * MiB
+    max_put_bytes_vectors: int = 4 * GiB
+    #: PUTs in flight at once; one more gets 503 with Retry-After
+    put_concurrency: int = 4
+    #: most keys one list page returns (continue with ?after=)
+    list_limit: int = 10_000
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if self.backend not in ("local", "s3"):
+            raise ConfigError(f"[{section}].backend: must be 'local' or 's3', got {self.backend!r}")
+        for name in ("max_put_bytes", "max_put_bytes_vectors", "put_concurrency", "list_limit"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
+
+
+@dataclass(frozen=True)
+class CatalogdConfig(ServiceSection):
+    port: int = DAEMON_PORTS["catalogd"]
+    storaged_url: str = ""
+
+
+@dataclass(frozen=True)
+class IngestdConfig(ServiceSection):
+    port: int = DAEMON_PORTS["ingestd"]
+    storaged_url: str = ""
+    catalogd_url: str = ""
+    #: largest CSV accepted, in bytes
+    max_csv_bytes: int = 4 * GiB
+
+
+@dataclass(frozen=True)
+class QuerydConfig(ServiceSection):
+    port: int = DAEMON_PORTS["queryd"]
+    catalogd_url: str = ""
+    #: seconds between view refreshes from catalogd
+    refresh_every: float = 30.0
+    #: seconds a query may run before it is interrupted
+    query_timeout: float = 30.0
+    #: most rows one answer carries (the rest is refused with a clear error)
+    max_rows: int = 100_000
+
+
+@dataclass(frozen=True)
+class VectordConfig(ServiceSection):
+    port: int = DAEMON_PORTS["vectord"]
+    #: a 10,000 x 768 add in JSON is about 150 MiB
+    max_body_bytes: int = 512 * MiB
+
+
+@dataclass(frozen=True)
+class EmbeddConfig(ServiceSection):
+    port: int = DAEMON_PORTS["embedd"]
+    #: "hash" (built in, offline) or "ollama"
+    provider: str = "hash"
+    ollama_url: str = "http://127.0.0.1:11434"
+    #: model used when a request names none ("hash" provider: any name works)
+    default_model: str = ""
+    #: vector size of the hash provider
+    dimension: int = 768
+    cache_size: int = 10_000
+    #: seconds one embed request may take upstream
+    timeout: float = 60.0
+    #: texts per upstream call
+    batch_size: int = 64
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if self.provider not in ("hash", "ollama"):
+            raise ConfigError(
+                f"[{section}].provider: must be 'hash' or 'ollama', got {self.provider!r}"
+            )
+        if self.dimension <= 0:
+            raise ConfigError(f"[{section}].dimension: must be positive")
+        if self.cache_size < 0:
+            raise ConfigError(f"[{section}].cache_size: must be >= 0")
+
+
+@dataclass(frozen=True)
+class MatrixdConfig(ServiceSection):
+    port: int = DAEMON_PORTS["matrixd"]
+    embedd_url: str = ""
+    vectord_url: str = ""
+    queryd_url: str = ""
+    playbook_corpus: str = "playbook_memory"
+
+
+@dataclass(frozen=True)
+class PathwaydConfig(ServiceSection):
+    port: int = DAEMON_PORTS["pathwayd"]
+    #: JSONL event log; relative paths are under data_dir; "" = in memory only
+    persist_path: str = "pathway/events.jsonl"
+
+
+@dataclass(frozen=True)
+class ObserverdConfig(ServiceSection):
+    port: int = DAEMON_PORTS["observerd"]
+    #: JSONL op log; relative paths are under data_dir; "" = in memory only
+    persist_path: str = "observer/ops.jsonl"
+    matrixd_url: str = ""
+    chatd_url: str = ""
+
+
+@dataclass(frozen=True)
+class ChatdConfig(ServiceSection):
+    port: int = DAEMON_PORTS["chatd"]
+    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_cloud_url: str = "https://ollama.com"
+    openrouter_url: str = "https://openrouter.ai/api/v1"
+    opencode_url: str = "https://opencode.ai/zen/v1"
+    kimi_url: str = "https://api.kimi.com/coding/v1"
+    ollama_cloud_key_env: str = "OLLAMA_CLOUD_KEY"
+    openrouter_key_env: str = "OPENROUTER_API_KEY"
+    opencode_key_env: str = "OPENCODE_API_KEY"
+    kimi_key_env: str = "KIMI_API_KEY"
+    #: directory of optional <provider>.env key files; "" = none
+    key_dir: str = ""
+    timeout_secs: float = 120.0
+
+
+@dataclass(frozen=True)
+class ValidatordConfig(ServiceSection):
+    port: int = DAEMON_PORTS["validatord"]
+    #: JSONL roster of workers; "" = no roster (every existence check fails)
+    roster_path: str = ""
+    chatd_url: str = ""
+    chat_timeout_secs: float = 240.0
+    #: session.iterate.v1 rows; relative paths are under data_dir; "" = disabled
+    session_log_path: str = "validator/sessions.jsonl"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """ADR-003 / ADR-006: bearer token plus an IP allow-list; an empty token disables auth."""
+
+    token: str = ""
+    token_env: str = "AUTH_TOKEN"
+    secondary_tokens: list[str] = field(default_factory=list)
+    #: CIDRs; empty = any address (when a token is set)
+    allowed_ips: list[str] = field(default_factory=list)
+
+    def validate(self, section: str) -> None:
+        for cidr in self.allowed_ips:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"[{section}].allowed_ips: {cidr!r} is not a CIDR") from exc
+
+    def resolved_token(self) -> str:
+        """The primary token: the file's value, else the environment variable ``token_env``."""
+        if self.token:
+            return self.token
+        return os.environ.get(self.token_env, "") if self.token_env else ""
+
+    def tokens(self) -> list[str]:
+        primary = self.resolved_token()
+        if not primary:
+            return []
+        return [primary, *[t for t in self.secondary_tokens if t]]
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Object storage on S3 or any S3-protocol endpoint (MinIO, moto's server)."""
+
+    endpoint: str = ""
+    bucket: str = "lakehouse"
+    region: str = "us-east-1"
+    #: credentials; "" = boto3's usual chain (environment, ~/.aws, instance role)
+    access_key: str = ""
+    secret_key: str = ""
+    #: "path" or "virtual"
+    url_style: str = "path"
+    prefix: str = ""
+
+    def validate(self, section: str) -> None:
+        _check_url(f"[{section}].endpoint", self.endpoint)
+        if self.url_style not in ("path", "virtual"):
+            raise ConfigError(f"[{section}].url_style: must be 'path' or 'virtual'")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Model tiers by name (seed notes): callers read a tier, never a literal model id."""
+
+    local_fast: str = "qwen3.5:latest"
+    local_judge: str = "qwen2.5:latest"
+    cloud_judge: str = "kimi-k2.6:cloud"
+    cloud_review: str = "qwen3-coder:480b"
+    frontier_review: str = "openrouter/anthropic/claude-opus-4-7"
+    frontier_arch: str = "openrouter/moonshotai/kimi-k2-0905"
+    frontier_free: str = "opencode/claude-opus-4-7"
+    weak_models: list[str] = field(default_factory=lambda: ["qwen3.5:latest", "qwen3:latest"])
+
+    def validate(self, section: str) -> None:
+        pass
+
+
+SECTIONS: dict[str, type] = {
+    "gateway": GatewayConfig,
+    "storaged": StoragedConfig,
+    "catalogd": CatalogdConfig,
+    "ingestd": IngestdConfig,
+    "queryd": QuerydConfig,
+    "vectord": VectordConfig,
+    "embedd": EmbeddConfig,
+    "matrixd": MatrixdConfig,
+    "pathwayd": PathwaydConfig,
+    "observerd": ObserverdConfig,
+    "chatd": ChatdConfig,
+    "validatord": ValidatordConfig,
+    "auth": AuthConfig,
+    "s3": S3Config,
+    "models": ModelsConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "./lakehouse-data"
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    storaged: StoragedConfig = field(default_factory=StoragedConfig)
+    catalogd: CatalogdConfig = field(default_factory=CatalogdConfig)
+    ingestd: IngestdConfig = field(default_factory=IngestdConfig)
+    queryd: QuerydConfig = field(default_factory=QuerydConfig)
+    vectord: VectordConfig = field(default_factory=VectordConfig)
+    embedd: EmbeddConfig = field(default_factory=EmbeddConfig)
+    matrixd: MatrixdConfig = field(default_factory=MatrixdConfig)
+    pathwayd: PathwaydConfig = field(default_factory=PathwaydConfig)
+    observerd: ObserverdConfig = field(default_factory=ObserverdConfig)
+    chatd: ChatdConfig = field(default_factory=ChatdConfig)
+    validatord: ValidatordConfig = field(default_factory=ValidatordConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+
+    # -- derived values ---------------------------------------------------------------
+
+    def section(self, name: str) -> Any:
+        if name not in SECTIONS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def base_url(self, daemon: str) -> str:
+        """``http://host:port`` of a daemon as this configuration places it."""
+        sec = self.section(daemon)
+        host = sec.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{sec.port}"
+
+    def upstream(self, caller: str, daemon: str) -> str:
+        """The URL ``caller`` uses to reach ``daemon``: its ``<daemon>_url`` key, else derived."""
+        explicit = getattr(self.section(caller), f"{daemon}_url", "")
+        return (explicit or self.base_url(daemon)).rstrip("/")
+
+    def path(self, value: str) -> Path | None:
+        """A configured file path: "" -> None; relative paths resolve under ``data_dir``."""
+        if not value:
+            return None
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.data_dir) / p
+
+    def replace(self, section: str | None = None, **changes: Any) -> Config:
+        """A copy with ``changes`` applied to ``section`` (or to the top level)."""
+        if section is None:
+            return dataclasses.replace(self, **changes)
+        new_sec = dataclasses.replace(self.section(section), **changes)
+        new_sec.validate(section)
+        return dataclasses.replace(self, **{section: new_sec})
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
+        tp, "a list of strings"
+    )
+
+
+def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (list, types.GenericAlias) or tp is list or origin is list:
+        if from_env:
+            text = str(value).strip()
+            if text.startswith("["):
+                import orjson
+
+                try:
+                    value = orjson.loads(text)
+                except orjson.JSONDecodeError as exc:
+                    raise ConfigError(f"{key}: invalid JSON list: {exc}") from exc
+            else:
+                value = [v.strip() for v in text.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    if from_env:
+        text = str(value).strip()
+        try:
+            if tp is bool:
+                low = text.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(text)
+            if tp is int:
+                return int(text)
+            if tp is float:
+                return float(text)
+            return text
+        except ValueError as exc:
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {text!r}") from exc
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a boolean, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _build_section(
+    name: str, cls: type, table: dict[str, Any], env: dict[str, str]
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"[{name}].{key}: unknown key (known: {', '.join(sorted(known))})")
+        values[key] = _coerce(f"[{name}].{key}", hints[key], value, from_env=False)
+    for key in known:
+        env_name = f"LAKEHOUSE_{name.upper()}_{key.upper()}"
+        if env_name in env:
+            values[key] = _coerce(f"{env_name} ([{name}].{key})", hints[key], env[env_name], True)
+    obj = cls(**values)
+    obj.validate(name)
+    return obj
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    data_dir: str | None = None,
+) -> Config:
+    """Load ``path`` (a missing default file is fine; a missing named file is an error).
+
+    ``path=None`` reads ``./lakehouse.toml`` when it exists, else uses the defaults.
+    """
+    env = dict(os.environ) if env is None else env
+    raw: dict[str, Any] = {}
+    if path is None:
+        default = Path("lakehouse.toml")
+        if default.exists():
+            path = default
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{p}: no such configuration file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    top: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "data_dir":
+            top["data_dir"] = _coerce("data_dir", str, value, from_env=False)
+        elif key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}]: expected a table")
+            top[key] = value
+        else:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+    kwargs: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        kwargs[name] = _build_section(name, cls, top.get(name, {}), env)
+    kwargs["data_dir"] = top.get("data_dir", Config.data_dir)
+    if "LAKEHOUSE_DATA_DIR" in env:
+        kwargs["data_dir"] = env["LAKEHOUSE_DATA_DIR"]
+    if data_dir is not None:
+        kwargs["data_dir"] = data_dir
+    return Config(**kwargs)

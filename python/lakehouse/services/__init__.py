@@ -1,0 +1,53 @@
+"""The daemons: one module each, every one exposing ``create_app(config) -> web.Application``.
+
+``DAEMONS`` lists them in the dependency order of contract section 1.6 (a daemon comes after
+every daemon it requires); ``lakehouse up`` starts them in this order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..config import Config
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str
+    requires: tuple[str, ...] = ()
+    summary: str = ""
+
+    @property
+    def module(self) -> str:
+        return f"lakehouse.services.{self.name}"
+
+
+DAEMONS: dict[str, Daemon] = {
+    d.name: d
+    for d in [
+        Daemon("storaged", (), "objects over a local directory or S3"),
+        Daemon("catalogd", ("storaged",), "Parquet dataset manifests"),
+        Daemon("ingestd", ("storaged", "catalogd"), "CSV -> Parquet -> storaged -> catalogd"),
+        Daemon("queryd", ("catalogd",), "read-only DuckDB SQL over cataloged Parquet"),
+        Daemon("vectord", (), "named HNSW indexes, persisted"),
+        Daemon("embedd", (), "text -> vectors, with an LRU cache"),
+        Daemon("matrixd", ("embedd", "vectord"), "multi-corpus retrieval and the playbook"),
+        Daemon("pathwayd", (), "versioned memory traces"),
+        Daemon("observerd", (), "op witness, inbox, DAG workflows"),
+        Daemon("chatd", (), "LLM dispatcher by model-name prefix"),
+        Daemon("validatord", (), "validators and generate -> validate -> correct"),
+        Daemon("gateway", (), "the edge: /v1 proxy, auth, trace ids"),
+    ]
+}
+
+
+def app_factory(name: str) -> Callable[[Config], web.Application]:
+    """The ``create_app`` of daemon ``name`` (ValueError for an unknown name)."""
+    if name not in DAEMONS:
+        raise ValueError(f"unknown daemon {name!r} (known: {', '.join(DAEMONS)})")
+    module = importlib.import_module(DAEMONS[name].module)
+    return module.create_app

@@ -1,0 +1,334 @@
+"""What every daemon shares: the app factory base, errors, body decoding, auth, trace ids.
+
+A daemon module builds its app with :func:`make_app` and adds its routes; handlers stay thin:
+
+    async def handle_search(request):
+        body = await read_json(request, SearchRequest)    # 400 on bad JSON / unknown field
+        ...
+        return json_response({"results": hits})
+
+Errors: raise :class:`ApiError` (or one of its helpers) and the error middleware answers
+``{"error": {"code", "message"}}`` with the status. aiohttp's own 404 / 405 / 413 get the same
+body. Anything unexpected is logged with its traceback and answered as a JSON 500; reaching
+that path is a bug (no client input may produce a 500), so tests treat it as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from .config import AuthConfig, Config, ConfigError
+
+__all__ = [
+    "ApiError",
+    "APP_CONFIG",
+    "APP_NAME",
+    "TRACE_HEADER",
+    "read_json",
+    "decode_json",
+    "json_response",
+    "error_response",
+    "make_app",
+    "run_app",
+    "check_bind",
+    "mint_trace_id",
+    "trace_id",
+]
+
+log = logging.getLogger("lakehouse")
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+TRACE_HEADER = "X-Lakehouse-Trace-Id"
+APP_CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+APP_NAME: web.AppKey[str] = web.AppKey("service_name", str)
+TRACE_ID: web.RequestKey[str] = web.RequestKey("trace_id", str)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal",
+    502: "upstream_error",
+    503: "unavailable",
+    504: "upstream_timeout",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client as ``{"error": {"code", "message"}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODES.get(status, "error")
+        self.headers = headers or {}
+
+    @classmethod
+    def bad_request(cls, message: str) -> ApiError:
+        return cls(400, message)
+
+    @classmethod
+    def not_found(cls, message: str) -> ApiError:
+        return cls(404, message)
+
+    @classmethod
+    def conflict(cls, message: str) -> ApiError:
+        return cls(409, message)
+
+    @classmethod
+    def upstream(cls, message: str) -> ApiError:
+        return cls(502, message)
+
+
+# -- JSON in and out -------------------------------------------------------------------
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, msgspec.Struct):
+        return msgspec.to_builtins(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(
+    status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"error": {"code": code or _CODES.get(status, "error"), "message": message}}
+    return json_response(body, status=status, headers=headers)
+
+
+def decode_json(data: bytes, type: type[T], what: str = "request body") -> T:  # noqa: A002
+    """Strictly decode ``data`` into ``type``; ValueError names what was wrong and where."""
+    if not data or not data.strip():
+        raise ApiError(400, f"{what}: empty body, expected JSON")
+    try:
+        return msgspec.json.decode(data, type=type, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, f"{what}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"{what}: malformed JSON: {exc}") from exc
+
+
+async def read_json(request: web.Request, type: type[T]) -> T:  # noqa: A002
+    """Read and strictly decode the request body (unknown fields and wrong types are 400).
+
+    Bodies over the app's ``client_max_size`` raise aiohttp's 413, which the error
+    middleware turns into the JSON error body.
+    """
+    data = await request.read()
+    return decode_json(data, type)
+
+
+# -- middlewares ------------------------------------------------------------------------
+
+
+def mint_trace_id() -> str:
+    """A time-ordered hex id, shaped like the reference's ``18abbb5a008061b7-008061e9``."""
+    return f"{time.time_ns():016x}-{secrets.token_hex(4)}"
+
+
+def trace_id(request: web.Request) -> str:
+    """The request's trace id (taken from X-Lakehouse-Trace-Id or minted by the middleware)."""
+    return request.get(TRACE_ID) or mint_trace_id()
+
+
+@web.middleware
+async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    tid = request.headers.get(TRACE_HEADER) or mint_trace_id()
+    request[TRACE_ID] = tid
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[TRACE_HEADER] = tid
+        raise
+    if not response.prepared:
+        response.headers[TRACE_HEADER] = tid
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, exc.code, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        message = exc.text if exc.text and exc.text != exc.reason else exc.reason
+        if exc.status == 413:
+            message = f"request body too large: {message}"
+        return error_response(exc.status, message or exc.reason, headers=headers)
+    except asyncio.CancelledError:
+        raise
+    except (ConnectionResetError, asyncio.TimeoutError) as exc:
+        if isinstance(exc, asyncio.TimeoutError):
+            return error_response(504, "timed out")
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error (logged)")
+
+
+def auth_middleware(auth: AuthConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """ADR-003 / ADR-006: allow-list (403), then bearer token (401); /health is always open.
+
+    An empty token makes the middleware a no-op (development mode). Token comparison is
+    constant-time against pre-encoded ``Bearer <token>`` headers.
+    """
+    expected = [f"Bearer {t}".encode() for t in auth.tokens()]
+    networks = [ipaddress.ip_network(c, strict=False) for c in auth.allowed_ips]
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not expected or request.path == "/health":
+            return await handler(request)
+        if networks:
+            remote = request.remote or ""
+            try:
+                addr = ipaddress.ip_address(remote.split("%", 1)[0])
+            except ValueError:
+                addr = None
+            if addr is None or not any(addr in net for net in networks):
+                return error_response(403, f"address {remote or '?'} is not allowed")
+        given = request.headers.get("Authorization", "").encode()
+        ok = False
+        for candidate in expected:
+            # compare every candidate so the time taken does not say which one matched
+            ok |= hmac.compare_digest(given, candidate)
+        if not ok:
+            reason = "missing bearer token" if not given else "invalid bearer token"
+            return error_response(401, reason, headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return middleware
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+def make_app(
+    name: str,
+    config: Config,
+    *,
+    client_max_size: int | None = None,
+    middlewares: list[Any] | None = None,
+) -> web.Application:
+    """A daemon's base application: middlewares, config under APP_CONFIG, ``GET /health``."""
+    section = getattr(config, name, None)
+    if client_max_size is None:
+        client_max_size = getattr(section, "max_body_bytes", 4 << 20)
+    app = web.Application(
+        client_max_size=client_max_size,
+        middlewares=[
+            trace_middleware,
+            error_middleware,
+            auth_middleware(config.auth),
+            *(middlewares or []),
+        ],
+    )
+    app[APP_CONFIG] = config
+    app[APP_NAME] = name
+
+    async def health(request: web.Request) -> web.Response:
+        return json_response({"status": "ok", "service": name})
+
+    app.router.add_get("/health", health)
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        try:
+            return all(
+                ipaddress.ip_address(info[4][0]).is_loopback
+                for info in socket.getaddrinfo(host, None)
+            )
+        except OSError:
+            return False
+
+
+def check_bind(host: str, auth: AuthConfig) -> None:
+    """Refuse a non-loopback bind without a token (ADR-003), for every daemon."""
+    if not is_loopback(host) and not auth.resolved_token():
+        raise ConfigError(
+            f"refusing to bind {host}: a non-loopback address needs an auth token "
+            f"([auth].token or the environment variable {auth.token_env or 'AUTH_TOKEN'})"
+        )
+
+
+def setup_logging(name: str) -> None:
+    level = os.environ.get("LAKEHOUSE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def run_app(app: web.Application, host: str, port: int, auth: AuthConfig) -> None:
+    """Serve ``app`` until SIGINT / SIGTERM (graceful: cleanup contexts run)."""
+    check_bind(host, auth)
+    name = app[APP_NAME]
+    # Probe the port first so a taken port is a one-line error, not a traceback.
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    finally:
+        probe.close()
+    log.info("%s listening on http://%s:%d", name, host, port)
+    web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True)
