@@ -166,15 +166,19 @@ class EmbeddConfig(ServiceSection):
     #: "hash" (built in, offline) or "ollama"
     provider: str = "hash"
     ollama_url: str = "http://127.0.0.1:11434"
-    #: model used when a request names none ("hash" provider: any name works)
+    #: model used when a request names none; "" = the provider's default ("hash" for hash,
+    #: "nomic-embed-text-v2-moe" for ollama). The hash provider accepts any name.
     default_model: str = ""
     #: vector size of the hash provider
     dimension: int = 768
+    #: LRU entries (about 3 KiB each at 768-d); 0 = pass-through
     cache_size: int = 10_000
-    #: seconds one embed request may take upstream
+    #: seconds one embed request may take upstream (one limit around the whole batch)
     timeout: float = 60.0
     #: texts per upstream call
     batch_size: int = 64
+    #: most texts one /embed request may carry (more is a 400)
+    max_texts: int = 2048
 
     def validate(self, section: str) -> None:
         super().validate(section)
@@ -186,6 +190,11 @@ class EmbeddConfig(ServiceSection):
             raise ConfigError(f"[{section}].dimension: must be positive")
         if self.cache_size < 0:
             raise ConfigError(f"[{section}].cache_size: must be >= 0")
+        if not self.timeout > 0:
+            raise ConfigError(f"[{section}].timeout: must be positive")
+        for name in ("batch_size", "max_texts"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
 
 
 @dataclass(frozen=True)
