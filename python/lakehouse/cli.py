@@ -15,6 +15,8 @@ from .config import ConfigError
 #: name -> ("module:function", one-line help). The function takes the remaining argv.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("lakehouse.cli:serve_main", "run one daemon in the foreground"),
+    "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
+    "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
 }
 
 
