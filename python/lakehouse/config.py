@@ -211,6 +211,9 @@ class PathwaydConfig(ServiceSection):
     port: int = DAEMON_PORTS["pathwayd"]
     #: JSONL event log; relative paths are under data_dir; "" = in memory only
     persist_path: str = "pathway/events.jsonl"
+    #: fsync the log after every event (survives power loss; slower). Off: each event is
+    #: written whole to the OS before the answer, so it survives a crash of the process.
+    fsync: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,15 @@ class ObserverdConfig(ServiceSection):
     persist_path: str = "observer/ops.jsonl"
     matrixd_url: str = ""
     chatd_url: str = ""
+    #: fsync the op log after every op (see [pathwayd].fsync)
+    fsync: bool = False
+    #: seconds one workflow node may run (0 = no limit); chatd's own limit is 120 s
+    workflow_node_timeout: float = 300.0
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if not self.workflow_node_timeout >= 0:
+            raise ConfigError(f"[{section}].workflow_node_timeout: must be >= 0")
 
 
 @dataclass(frozen=True)
