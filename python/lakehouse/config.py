@@ -246,9 +246,24 @@ class ChatdConfig(ServiceSection):
     openrouter_key_env: str = "OPENROUTER_API_KEY"
     opencode_key_env: str = "OPENCODE_API_KEY"
     kimi_key_env: str = "KIMI_API_KEY"
-    #: directory of optional <provider>.env key files; "" = none
+    #: directory of optional <provider>.env key files (relative: under data_dir); "" = none
     key_dir: str = ""
+    #: seconds one upstream chat call may take (-> 504 after that)
     timeout_secs: float = 120.0
+    #: providers kept registered but refusing calls with 503 (an operator's off switch)
+    disabled_providers: list[str] = field(default_factory=list)
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if self.timeout_secs <= 0:
+            raise ConfigError(f"[{section}].timeout_secs: must be positive")
+        known = ("ollama", "ollama_cloud", "openrouter", "opencode", "kimi")
+        for name in self.disabled_providers:
+            if name not in known:
+                raise ConfigError(
+                    f"[{section}].disabled_providers: unknown provider {name!r} "
+                    f"(known: {', '.join(known)})"
+                )
 
 
 @dataclass(frozen=True)
@@ -260,6 +275,17 @@ class ValidatordConfig(ServiceSection):
     chat_timeout_secs: float = 240.0
     #: session.iterate.v1 rows; relative paths are under data_dir; "" = disabled
     session_log_path: str = "validator/sessions.jsonl"
+    #: model /iterate uses when the request names none ("" = [models].local_fast)
+    default_model: str = ""
+    #: largest max_iterations an /iterate request may ask for
+    max_iterations_cap: int = 20
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if self.chat_timeout_secs <= 0:
+            raise ConfigError(f"[{section}].chat_timeout_secs: must be positive")
+        if self.max_iterations_cap <= 0:
+            raise ConfigError(f"[{section}].max_iterations_cap: must be positive")
 
 
 @dataclass(frozen=True)
