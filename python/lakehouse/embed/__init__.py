@@ -53,9 +53,7 @@ __all__ = [
 ]
 
 
-def build_embedder(
-    section: EmbeddConfig, session: aiohttp.ClientSession | None = None
-) -> Embedder:
+def build_embedder(section: EmbeddConfig, session: aiohttp.ClientSession | None = None) -> Embedder:
     """The embedder an ``[embedd]`` section describes (``ollama`` needs the app's session)."""
     provider: EmbedProvider
     if section.provider == "ollama":

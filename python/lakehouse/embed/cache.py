@@ -197,8 +197,12 @@ class Embedder:
         fetched: dict[str, np.ndarray],
         model: str,
     ) -> np.ndarray:
-        vectors = [row if row is not None else fetched[key] for key, row in zip(keys, rows, strict=True)]
+        vectors = [
+            row if row is not None else fetched[key] for key, row in zip(keys, rows, strict=True)
+        ]
         if len({v.shape[0] for v in vectors}) > 1:
             # Only possible when a model changed its size while its old vectors sat cached.
-            raise ProviderError(f"model {model!r} returned vectors of a size other than its cached ones")
+            raise ProviderError(
+                f"model {model!r} returned vectors of a size other than its cached ones"
+            )
         return np.stack(vectors).astype(np.float32, copy=False)

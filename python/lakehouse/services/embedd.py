@@ -1,0 +1,88 @@
+"""embedd (:3216): text -> vectors, contract section 8.
+
+Routes:
+- ``POST /embed {texts: [str, ...], model?: str}`` -> ``{model, dimension, vectors}``.
+  400 for an empty list, an empty text, a non-string, more than ``[embedd].max_texts``
+  texts, malformed JSON or an unknown field; 502 when the provider fails or does not finish
+  within ``[embedd].timeout`` seconds (one limit for the whole batch).
+- ``GET /embed/stats`` -> ``{hits, misses, hit_rate, size, capacity, provider, default_model}``.
+
+The provider (``hash`` built in, or ``ollama``) sits behind a per-text LRU cache; the logic
+lives in :mod:`lakehouse.embed`, this file only wires it to HTTP. docs/embed.md has the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from ..config import Config
+from ..embed import Embedder, EmbedTimeout, ProviderError, build_embedder
+from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json
+
+__all__ = ["create_app", "EMBEDDER"]
+
+EMBEDDER: web.AppKey[Embedder] = web.AppKey("embedder", Embedder)
+
+
+class EmbedRequest(msgspec.Struct, forbid_unknown_fields=True):
+    texts: list[str]
+    model: str | None = None
+
+
+async def handle_embed(request: web.Request) -> web.Response:
+    try:
+        body = await read_json(request, EmbedRequest)
+    except UnicodeDecodeError as exc:
+        # msgspec raises this (not DecodeError) for bytes that are not UTF-8; the shared
+        # decode_json lets it through as a 500, so it is caught here until it handles it.
+        raise ApiError.bad_request(f"request body: not UTF-8: {exc}") from exc
+    embedder = request.app[EMBEDDER]
+    try:
+        result = await embedder.embed(body.texts, body.model)
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from exc
+    except EmbedTimeout as exc:
+        raise ApiError(502, str(exc), code="upstream_timeout") from exc
+    except ProviderError as exc:
+        raise ApiError.upstream(str(exc)) from exc
+    return json_response(
+        {"model": result.model, "dimension": result.dimension, "vectors": result.vectors}
+    )
+
+
+async def handle_stats(request: web.Request) -> web.Response:
+    embedder = request.app[EMBEDDER]
+    return json_response(
+        {
+            **embedder.cache.stats(),
+            "provider": embedder.provider.name,
+            "default_model": embedder.default_model,
+        }
+    )
+
+
+async def _embedder_ctx(app: web.Application) -> AsyncIterator[None]:
+    section = app[APP_CONFIG].embedd
+    session = None
+    if section.provider == "ollama":
+        # No per-call timeout here: the embedder bounds the whole batch instead.
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+    app[EMBEDDER] = build_embedder(section, session)
+    try:
+        yield
+    finally:
+        if session is not None:
+            await session.close()
+
+
+def create_app(config: Config) -> web.Application:
+    """The embedd application for ``config`` (its ``[embedd]`` section)."""
+    app = make_app("embedd", config)
+    app.cleanup_ctx.append(_embedder_ctx)
+    app.router.add_post("/embed", handle_embed)
+    app.router.add_get("/embed/stats", handle_stats)
+    return app
