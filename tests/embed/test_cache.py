@@ -15,6 +15,7 @@ from lakehouse.embed import (
     Embedder,
     EmbedTimeout,
     HashProvider,
+    InvalidTexts,
     ProviderError,
     VectorCache,
     cache_key,
@@ -168,7 +169,7 @@ async def test_one_timeout_around_the_whole_batch():
 )
 async def test_invalid_input_is_a_value_error_and_changes_nothing(texts, message):
     emb, provider = embedder(max_texts=4)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidTexts, match=message):
         await emb.embed(texts)
     assert provider.calls == [] and emb.cache.stats()["misses"] == 0
 

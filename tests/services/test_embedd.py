@@ -18,7 +18,7 @@ from lakehouse.clients.embedd import EmbeddClient
 from lakehouse.config import load_config
 from lakehouse.embed import hash_embed
 from lakehouse.fakes.ollama import FakeOllama, fake_embedding
-from lakehouse.services.embedd import create_app
+from lakehouse.services.embedd import EMBEDDER, create_app
 
 
 @pytest.fixture
@@ -299,3 +299,13 @@ async def test_client_refuses_a_malformed_answer(aiohttp_client):
     client = client_for(await aiohttp_client(app))
     with pytest.raises(UpstreamError, match="shape"):
         await client.embed(["a"])
+
+
+async def test_a_provider_bug_is_not_blamed_on_the_client(embedd, monkeypatch):
+    # Only input validation is a 400: a ValueError from inside a provider is a bug (500).
+    async def broken(texts, model):
+        raise ValueError("provider bug")
+
+    monkeypatch.setattr(embedd.app[EMBEDDER].provider, "embed", broken)
+    r = await embedd.post("/embed", json={"texts": ["x"]})
+    assert r.status == 500

@@ -28,6 +28,7 @@ __all__ = [
     "Embedder",
     "EmbedResult",
     "EmbedTimeout",
+    "InvalidTexts",
     "validate_texts",
     "DEFAULT_CACHE_SIZE",
     "DEFAULT_MAX_TEXTS",
@@ -36,6 +37,10 @@ __all__ = [
 DEFAULT_CACHE_SIZE = 10_000
 #: texts one request may carry (a 4 MiB body holds far fewer long texts anyway)
 DEFAULT_MAX_TEXTS = 2048
+
+
+class InvalidTexts(ValueError):
+    """A request's texts are not acceptable (the client's fault: embedd answers 400)."""
 
 
 class EmbedTimeout(ProviderError):
@@ -104,18 +109,18 @@ class VectorCache:
 
 
 def validate_texts(texts: Sequence[Any], max_texts: int = DEFAULT_MAX_TEXTS) -> None:
-    """ValueError unless ``texts`` is a non-empty list of at most ``max_texts`` non-empty strings."""
+    """InvalidTexts (a ValueError) unless ``texts`` is a list of 1 to ``max_texts`` non-empty strings."""
     if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
-        raise ValueError("texts: expected a list of strings")
+        raise InvalidTexts("texts: expected a list of strings")
     if not texts:
-        raise ValueError("texts: must not be empty")
+        raise InvalidTexts("texts: must not be empty")
     if len(texts) > max_texts:
-        raise ValueError(f"texts: at most {max_texts} per request, got {len(texts)}")
+        raise InvalidTexts(f"texts: at most {max_texts} per request, got {len(texts)}")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"texts[{i}]: expected a string, got {type(text).__name__}")
+            raise InvalidTexts(f"texts[{i}]: expected a string, got {type(text).__name__}")
         if not text:
-            raise ValueError(f"texts[{i}]: empty text")
+            raise InvalidTexts(f"texts[{i}]: empty text")
 
 
 @dataclass(frozen=True)
@@ -155,9 +160,9 @@ class Embedder:
     async def embed(self, texts: Sequence[str], model: str | None = None) -> EmbedResult:
         """Vectors for ``texts`` in order, from the cache where possible.
 
-        ValueError for invalid input (nothing is looked up); ProviderError when the provider
-        fails, EmbedTimeout when it takes longer than ``timeout`` for all the misses together.
-        Vectors fetched by a failed request are not cached.
+        InvalidTexts (a ValueError) for invalid input, before any lookup; ProviderError when
+        the provider fails; EmbedTimeout when it takes longer than ``timeout`` for all the
+        misses together. Vectors fetched by a failed request are not cached.
         """
         validate_texts(texts, self.max_texts)
         resolved = self.resolve_model(model)

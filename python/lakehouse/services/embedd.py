@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 
 from ..config import Config
-from ..embed import Embedder, EmbedTimeout, ProviderError, build_embedder
+from ..embed import Embedder, EmbedTimeout, InvalidTexts, ProviderError, build_embedder
 from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json
 
 __all__ = ["create_app", "EMBEDDER"]
@@ -43,7 +43,7 @@ async def handle_embed(request: web.Request) -> web.Response:
     embedder = request.app[EMBEDDER]
     try:
         result = await embedder.embed(body.texts, body.model)
-    except ValueError as exc:
+    except InvalidTexts as exc:
         raise ApiError.bad_request(str(exc)) from exc
     except EmbedTimeout as exc:
         raise ApiError(502, str(exc), code="upstream_timeout") from exc
