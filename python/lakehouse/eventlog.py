@@ -1,0 +1,157 @@
+"""An append-only JSONL log: one JSON object per line, written whole, replayed tolerantly.
+
+pathwayd (trace events) and observerd (observed ops) persist through it. The guarantees:
+
+* **Whole lines.** Every record is serialised to one ``bytes`` ending in ``\\n`` and handed to
+  the kernel in a single ``os.write`` on a file opened with ``O_APPEND``, under a lock. Lines
+  from concurrent writers in this process never interleave, and with ``O_APPEND`` the kernel
+  places each write at the end of the file even when another process appends too.
+* **Flushed.** There is no user-space buffer: when :meth:`AppendLog.append` returns, the line
+  is in the operating system's page cache and survives a crash of the process. With
+  ``fsync=True`` it is also on the disk (survives power loss), at the cost of one ``fsync``
+  per record.
+* **Tolerant replay.** :meth:`AppendLog.replay` yields the decoded objects in file order. A
+  line that is not a JSON object (garbage, a torn write, a truncated last line) is skipped,
+  counted and logged; replay never raises because of the file's content. When the file does
+  not end in a newline (a write torn by a crash), opening it for append first writes the
+  missing newline so the next record starts on a line of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+__all__ = ["AppendLog", "ReplayStats"]
+
+log = logging.getLogger("lakehouse.eventlog")
+
+T = TypeVar("T")
+
+
+@dataclass
+class ReplayStats:
+    """What a replay saw: lines decoded and handed on, lines skipped (and why, briefly)."""
+
+    lines: int = 0
+    decoded: int = 0
+    skipped: int = 0
+    #: the reason of the first few skipped lines, "line N: reason"
+    skip_reasons: list[str] | None = None
+
+    def skip(self, lineno: int, reason: str) -> None:
+        self.skipped += 1
+        if self.skip_reasons is None:
+            self.skip_reasons = []
+        if len(self.skip_reasons) < 20:
+            self.skip_reasons.append(f"line {lineno}: {reason}")
+
+
+class AppendLog:
+    """An append-only JSONL file at ``path`` (its parent directory is created on open)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size:
+                    with open(self.path, "rb") as fh:
+                        fh.seek(size - 1)
+                        last = fh.read(1)
+                    if last != b"\n":
+                        # A torn last line: end it, so our first record is not glued to it.
+                        _write_all(fd, b"\n")
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+        return self._fd
+
+    def append(self, record: Any) -> None:
+        """Append one record (anything orjson serialises; ``bytes`` are taken as JSON text).
+
+        Raises ``OSError`` when the write fails; the caller decides whether that is fatal.
+        """
+        line = record if isinstance(record, bytes) else orjson.dumps(record)
+        if b"\n" in line:
+            # orjson never emits a raw newline; bytes handed in must not either.
+            raise ValueError("a JSONL record must not contain a newline")
+        line += b"\n"
+        with self._lock:
+            fd = self._open()
+            _write_all(fd, line)
+            if self.fsync:
+                os.fsync(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    # -- reading ----------------------------------------------------------------------
+
+    def replay(
+        self,
+        stats: ReplayStats | None = None,
+        decode: Callable[[bytes], T] | None = None,
+    ) -> Iterator[tuple[int, T]]:
+        """Yield ``(line_number, record)`` for every line that decodes.
+
+        ``decode`` turns a line into a record and raises ``ValueError`` (which includes
+        orjson's and msgspec's decode and validation errors) for a line it refuses; the
+        default accepts any JSON object. Blank lines are ignored; refused lines are counted
+        in ``stats.skipped`` and logged. A missing file yields nothing.
+        """
+        stats = stats if stats is not None else ReplayStats()
+        decode = decode or _decode_object  # type: ignore[assignment]
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 (closed below; a generator)
+        except FileNotFoundError:
+            return
+        with fh:
+            # Iterating a binary file splits on b"\n" with no line-length limit.
+            for lineno, raw in enumerate(fh, start=1):
+                line = raw.strip()
+                if not line:
+                    continue
+                stats.lines += 1
+                try:
+                    record = decode(line)  # type: ignore[misc]
+                except ValueError as exc:
+                    torn = "" if raw.endswith(b"\n") else " (truncated last line)"
+                    stats.skip(lineno, f"{exc}{torn}")
+                    log.warning("%s: skipping line %d%s: %s", self.path, lineno, torn, exc)
+                    continue
+                stats.decoded += 1
+                yield lineno, record
+
+
+def _decode_object(line: bytes) -> dict[str, Any]:
+    obj = orjson.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
