@@ -33,7 +33,7 @@ async def test_health_and_errors(aiohttp_client, config):
     client = await aiohttp_client(build(config))
     r = await client.get("/health")
     assert r.status == 200 and await r.json() == {"status": "ok", "service": "queryd"}
-    for body, status in [(b'{"q": "x"}', 400), (b"{bad", 400), (b"", 400), (b'{"sql": 1}', 400), (b'{"sql":"boom"}', 409), (b'{"sql":"crash"}', 500)]:
+    for body, status in [(b'{"q": "x"}', 400), (b"{bad", 400), (b"", 400), (b'{"sql": 1}', 400), (b'{"sql":"boom"}', 409), (b'{"sql":"crash"}', 500), (b'{"sql": "\xff\xfe"}', 400)]:
         r = await client.post("/sql", data=body)
         assert r.status == status, body
         err = (await r.json())["error"]

@@ -152,6 +152,8 @@ def decode_json(data: bytes, type: type[T], what: str = "request body") -> T:  #
         raise ApiError(400, f"{what}: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"{what}: malformed JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"{what}: not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
 
 
 async def read_json(request: web.Request, type: type[T]) -> T:  # noqa: A002

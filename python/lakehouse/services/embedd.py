@@ -34,12 +34,7 @@ class EmbedRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def handle_embed(request: web.Request) -> web.Response:
-    try:
-        body = await read_json(request, EmbedRequest)
-    except UnicodeDecodeError as exc:
-        # msgspec raises this (not DecodeError) for bytes that are not UTF-8; the shared
-        # decode_json lets it through as a 500, so it is caught here until it handles it.
-        raise ApiError.bad_request(f"request body: not UTF-8: {exc}") from exc
+    body = await read_json(request, EmbedRequest)
     embedder = request.app[EMBEDDER]
     try:
         result = await embedder.embed(body.texts, body.model)
