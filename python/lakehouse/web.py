@@ -153,7 +153,7 @@ def decode_json(data: bytes, type: type[T], what: str = "request body") -> T:  #
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"{what}: malformed JSON: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise ApiError(400, f"{what}: not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+        raise ApiError(400, f"{what}: not UTF-8: {exc.reason} at byte {exc.start}") from exc
 
 
 async def read_json(request: web.Request, type: type[T]) -> T:  # noqa: A002
