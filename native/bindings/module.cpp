@@ -1,15 +1,21 @@
-// The only file that includes pybind11. It converts arguments (numpy arrays are taken as
-// c-contiguous float32 with one shape check), releases the GIL around every native loop, and
-// maps C++ errors to Python ones: std::invalid_argument -> ValueError, std::out_of_range ->
-// KeyError, lakehouse::FormatError -> ValueError.
+// The only file that includes pybind11. It converts arguments (numpy arrays arrive as
+// c-contiguous float32 and are shape-checked once), releases the GIL around every native
+// loop, and maps C++ errors to Python ones: std::invalid_argument and FormatError ->
+// ValueError, a missing id -> KeyError. The public, documented API is the Python facade in
+// lakehouse/index.py; this module is private.
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "lakehouse/distance.h"
+#include "lakehouse/format.h"
+#include "lakehouse/index.h"
 #include "lakehouse/save_coalescer.h"
 #include "lakehouse/thread_pool.h"
 
@@ -17,6 +23,8 @@ namespace py = pybind11;
 using namespace lakehouse;
 
 namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 // Owns a core SaveCoalescer whose save function calls back into Python. The worker thread
 // takes the GIL only around that call; close() and the destructor release the GIL while
@@ -35,21 +43,18 @@ class PySaveCoalescer {
     });
   }
   ~PySaveCoalescer() {
-    {
-      py::gil_scoped_release release;
-      core_.reset();
-    }
+    py::gil_scoped_release release;
+    core_.reset();
   }
   void trigger() { core_->trigger(); }
-  bool flush(double timeout) {
+  void flush(double timeout) {
     SaveCoalescer::FlushResult r;
     {
       py::gil_scoped_release release;
       r = core_->flush(timeout);
     }
-    if (r.timed_out) throw py::value_error("flush timed out");
+    if (r.timed_out) throw std::runtime_error("flush timed out");
     if (!r.ok) throw std::runtime_error("save failed: " + r.error);
-    return true;
   }
   void close() {
     py::gil_scoped_release release;
@@ -72,14 +77,109 @@ class PySaveCoalescer {
   std::unique_ptr<SaveCoalescer> core_;
 };
 
+const float* matrix(const FloatArray& a, std::size_t dims, const char* what) {
+  if (a.ndim() != 2 || std::size_t(a.shape(1)) != dims) {
+    throw std::invalid_argument(std::string(what) + " must have shape (n, " + std::to_string(dims) + ")");
+  }
+  return a.data();
+}
+
+const float* row(const FloatArray& a, std::size_t dims, const char* what) {
+  if (a.ndim() != 1 || std::size_t(a.shape(0)) != dims) {
+    throw std::invalid_argument(std::string(what) + " must have shape (" + std::to_string(dims) + ",)");
+  }
+  return a.data();
+}
+
+py::object bytes_or_none(const std::optional<std::string>& s) {
+  if (!s) return py::none();
+  return py::bytes(*s);
+}
+
+py::dict stats_dict(const IndexStats& s) {
+  py::dict d;
+  d["count"] = s.count;
+  d["dims"] = s.dims;
+  d["distance"] = s.distance;
+  d["m"] = s.m;
+  d["ef_construction"] = s.ef_construction;
+  d["ef_search"] = s.ef_search;
+  d["brute_force_threshold"] = s.brute_force_threshold;
+  d["threads"] = s.threads;
+  d["tombstones"] = s.tombstones;
+  d["slots"] = s.slots;
+  d["capacity"] = s.capacity;
+  d["rebuilds"] = s.rebuilds;
+  d["graph_failures"] = s.graph_failures;
+  d["graph_built"] = s.graph_built;
+  d["max_level"] = s.max_level;
+  d["memory_bytes"] = s.memory_bytes;
+  d["isa"] = s.isa;
+  return d;
+}
+
+std::unique_ptr<Index> make_index(std::size_t dims, const std::string& distance, std::size_t m,
+                                  std::size_t ef_construction, std::size_t ef_search,
+                                  std::size_t brute_force_threshold, std::size_t threads,
+                                  std::uint64_t seed) {
+  IndexParams p;
+  p.dims = dims;
+  p.metric = parse_metric(distance);
+  p.m = m;
+  p.ef_construction = ef_construction;
+  p.ef_search = ef_search;
+  p.brute_force_threshold = brute_force_threshold;
+  p.threads = threads;
+  p.seed = seed;
+  return std::make_unique<Index>(p);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "Lakehouse native core (private; use the lakehouse package)";
 
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const FormatError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const std::length_error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
   m.def("simd_isa", [] { return std::string(best_kernels().isa); },
         "The SIMD kernel set chosen for this CPU: 'avx512', 'avx2' or 'scalar'.");
+  m.def("available_isas", [] {
+    std::vector<std::string> out{"scalar"};
+    if (avx2_kernels()) out.emplace_back("avx2");
+    if (avx512_kernels()) out.emplace_back("avx512");
+    return out;
+  });
   m.def("hardware_threads", &hardware_threads);
+  m.def(
+      "kernel_distance",
+      [](const std::string& isa, const std::string& kind, FloatArray a, FloatArray b) {
+        const Kernels* k = isa == "scalar" ? &scalar_kernels()
+                           : isa == "avx2" ? avx2_kernels()
+                           : isa == "avx512" ? avx512_kernels()
+                                             : nullptr;
+        if (k == nullptr) throw std::invalid_argument("kernel set '" + isa + "' is not available");
+        if (a.ndim() != 1 || b.ndim() != 1 || a.shape(0) != b.shape(0)) {
+          throw std::invalid_argument("a and b must be 1-d of equal length");
+        }
+        const auto n = std::size_t(a.shape(0));
+        if (kind == "l2sq") return k->l2sq(a.data(), b.data(), n);
+        if (kind == "dot") return k->dot(a.data(), b.data(), n);
+        if (kind == "ip_distance") return k->ip_distance(a.data(), b.data(), n);
+        throw std::invalid_argument("kind must be 'l2sq', 'dot' or 'ip_distance'");
+      },
+      "Runs one raw kernel (tests and micro-benchmarks).");
+  m.def("crc32c", [](py::bytes b) {
+    const std::string s = b;
+    return crc32c(s.data(), s.size());
+  });
 
   py::class_<PySaveCoalescer>(m, "SaveCoalescer")
       .def(py::init<py::function>(), py::arg("save_fn"))
@@ -87,4 +187,115 @@ PYBIND11_MODULE(_native, m) {
       .def("flush", &PySaveCoalescer::flush, py::arg("timeout") = -1.0)
       .def("close", &PySaveCoalescer::close)
       .def("stats", &PySaveCoalescer::stats);
+
+  py::class_<Index>(m, "HnswIndex")
+      .def(py::init(&make_index), py::arg("dims"), py::arg("distance"), py::arg("m"),
+           py::arg("ef_construction"), py::arg("ef_search"), py::arg("brute_force_threshold"),
+           py::arg("threads"), py::arg("seed"))
+      .def(
+          "add",
+          [](Index& ix, const std::vector<std::string>& ids, const FloatArray& vectors,
+             const std::vector<std::optional<std::string>>& metadata) {
+            const float* data = matrix(vectors, ix.params().dims, "vectors");
+            const auto n = std::size_t(vectors.shape(0));
+            py::gil_scoped_release release;
+            return ix.add(ids, data, n, metadata);
+          },
+          py::arg("ids"), py::arg("vectors"), py::arg("metadata"))
+      .def(
+          "search",
+          [](const Index& ix, const FloatArray& query, std::size_t k, std::size_t ef,
+             const std::vector<std::string>& exclude, bool with_metadata) {
+            const float* q = row(query, ix.params().dims, "query");
+            std::vector<SearchHit> hits;
+            {
+              py::gil_scoped_release release;
+              hits = ix.search(q, k, ef, exclude, with_metadata);
+            }
+            py::list out(hits.size());
+            for (std::size_t i = 0; i < hits.size(); ++i) {
+              out[i] = py::make_tuple(py::str(hits[i].id), hits[i].distance,
+                                      bytes_or_none(hits[i].metadata));
+            }
+            return out;
+          },
+          py::arg("query"), py::arg("k"), py::arg("ef"), py::arg("exclude"), py::arg("with_metadata"))
+      .def(
+          "search_batch",
+          [](const Index& ix, const FloatArray& queries, std::size_t k, std::size_t ef,
+             const std::vector<std::string>& exclude) {
+            const float* q = matrix(queries, ix.params().dims, "queries");
+            const auto nq = std::size_t(queries.shape(0));
+            py::array_t<float> distances({nq, k});
+            std::vector<std::string> ids;
+            {
+              float* out = distances.mutable_data();
+              py::gil_scoped_release release;
+              ix.search_batch(q, nq, k, ef, exclude, ids, out);
+            }
+            py::list rows(nq);
+            for (std::size_t i = 0; i < nq; ++i) {
+              py::list r(k);
+              for (std::size_t j = 0; j < k; ++j) r[j] = py::str(ids[i * k + j]);
+              rows[i] = std::move(r);
+            }
+            return py::make_tuple(std::move(rows), std::move(distances));
+          },
+          py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("exclude"))
+      .def(
+          "remove",
+          [](Index& ix, const std::vector<std::string>& ids) {
+            py::gil_scoped_release release;
+            return ix.remove(ids);
+          },
+          py::arg("ids"))
+      .def(
+          "get",
+          [](const Index& ix, const std::string& id) {
+            std::vector<float> vec;
+            std::optional<std::string> meta;
+            if (!ix.get(id, vec, meta)) throw py::key_error(id);
+            py::array_t<float> arr(vec.size());
+            std::copy(vec.begin(), vec.end(), arr.mutable_data());
+            return py::make_tuple(std::move(arr), bytes_or_none(meta));
+          },
+          py::arg("id"))
+      .def_property_readonly("dims", [](const Index& ix) { return ix.params().dims; })
+      .def_property_readonly("distance", [](const Index& ix) { return std::string(metric_name(ix.params().metric)); })
+      .def_property_readonly("ef_search", [](const Index& ix) { return ix.ef_search(); })
+      .def("ids", &Index::ids)
+      .def("__len__", &Index::size)
+      .def("__contains__", &Index::contains)
+      .def("rebuild", &Index::rebuild, py::call_guard<py::gil_scoped_release>())
+      .def("stats", [](const Index& ix) { return stats_dict(ix.stats()); })
+      .def("set_ef_search", &Index::set_ef_search)
+      .def("set_threads", &Index::set_threads)
+      .def("_inject_graph_failures", &Index::inject_graph_failures)
+      .def("to_bytes",
+           [](const Index& ix) {
+             py::object result;
+             {
+               py::gil_scoped_release release;
+               ix.serialize([&result](std::size_t n) -> char* {
+                 py::gil_scoped_acquire acquire;
+                 PyObject* b = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(n));
+                 if (b == nullptr) throw std::bad_alloc();
+                 result = py::reinterpret_steal<py::object>(b);
+                 return PyBytes_AsString(b);
+               });
+             }
+             return result;
+           })
+      .def_static(
+          "from_bytes",
+          [](const py::buffer& data) {
+            const py::buffer_info info = data.request();
+            const auto size = std::size_t(info.size * info.itemsize);
+            const char* ptr = static_cast<const char*>(info.ptr);
+            py::gil_scoped_release release;
+            return Index::from_bytes(ptr, size);
+          },
+          py::arg("data"))
+      .def("save", &Index::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def_static("load", &Index::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }

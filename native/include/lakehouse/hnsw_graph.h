@@ -1,0 +1,148 @@
+// HnswGraph: the navigable small-world graph over side-store slots (Malkov & Yashunin).
+//
+// The graph is a derived view: it stores only links between slot numbers and reads vectors
+// from the SideStore, so it can be thrown away and rebuilt from the store at any time.
+//
+// Layout (as hnswlib): level 0 links in one array, (1 + 2M) uint32 per slot: a count, then
+// the neighbours; upper levels in a per-slot array allocated only for slots whose random
+// level is above 0. Concurrency, as hnswlib: a writer changes a node's links only while
+// holding that node's spin lock; readers (searches) read links without locks through
+// relaxed atomic loads and treat every id defensively (bounded by size, skipped if never
+// used), so a list read while it changes yields valid slots, at worst a stale neighbour.
+// A slot that is deleted and reused may be reached through a stale link while its vector is
+// rewritten; Index re-verifies every result (liveness and distance) before returning it.
+// The entry point changes under entry_mu_, held for a whole insert only when that insert
+// raises the top level (rare), again as hnswlib.
+//
+// Per-node upper-level arrays are never freed while the graph lives (a replaced one goes to
+// a graveyard) so a reader holding a stale pointer never touches freed memory.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "lakehouse/distance.h"
+#include "lakehouse/side_store.h"
+
+namespace lakehouse {
+
+struct GraphParams {
+  std::size_t m = 16;                 // links per node on upper levels; 2m on level 0
+  std::size_t ef_construction = 200;  // candidate list width while inserting
+  std::uint64_t seed = 0;             // level generation
+};
+
+// Which slots a search may return (slots are already known to be live when asked).
+// nullptr = every live slot.
+using SlotFilter = std::function<bool(std::uint32_t)>;
+
+// (internal distance, slot), compared by distance then slot.
+using Candidate = std::pair<float, std::uint32_t>;
+
+class HnswGraph {
+ public:
+  static constexpr int kMaxLevel = 31;
+  static constexpr std::size_t kMaxM = 256;
+
+  HnswGraph(const SideStore& store, const Space& space, GraphParams params);
+  ~HnswGraph();
+  HnswGraph(const HnswGraph&) = delete;
+  HnswGraph& operator=(const HnswGraph&) = delete;
+
+  // Grows the per-slot arrays to `capacity`. Caller holds the index's exclusive lock.
+  void reserve(std::size_t capacity);
+
+  // The level a node gets for insertion number `sequence` (deterministic for a seed).
+  int random_level(std::uint64_t sequence) const;
+
+  // Links a live slot into the graph at `level`. Safe to run concurrently with other
+  // inserts, repairs and searches.
+  void insert(std::uint32_t slot, int level);
+
+  // After `slot` became Deleted: removes it from its neighbours' lists and gives each of
+  // them a replacement from the deleted node's own neighbourhood, and moves the entry point
+  // off it. The slot's own links stay (stale in-links may still route through it).
+  void repair_deleted(std::uint32_t slot);
+
+  // Up to `ef` nearest live slots accepted by `filter`, ascending.
+  void search(const float* query, std::size_t ef, const SlotFilter& filter,
+              std::vector<Candidate>& out) const;
+
+  std::uint32_t entry_point() const { return entry_.load(std::memory_order_acquire); }
+  int max_level() const { return max_level_.load(std::memory_order_acquire); }
+  std::size_t m() const { return m_; }
+  std::size_t max_m0() const { return max_m0_; }
+  std::size_t memory_bytes() const;
+
+  // -- raw access for the binary format (index locks held by the caller) --
+  int level(std::uint32_t slot) const { return levels_[slot]; }
+  // Neighbours of slot at `layer` (copied; empty when the node has no such layer).
+  void neighbours(std::uint32_t slot, int layer, std::vector<std::uint32_t>& out) const;
+  // Restores a node verbatim; `links[l]` are the neighbours at layer l (0..level).
+  void restore_node(std::uint32_t slot, int level,
+                    const std::vector<std::vector<std::uint32_t>>& links);
+  void restore_entry(std::uint32_t entry, int max_level);
+
+  // Test hook: the next n inserts throw (to prove a failed graph operation loses nothing).
+  void inject_failures(int n) { inject_failures_.store(n); }
+
+ private:
+  struct Scratch;
+  class NodeLock;
+  static Scratch& scratch();
+
+  std::uint32_t* links0(std::uint32_t slot) const { return links0_.get() + std::size_t(slot) * stride0_; }
+  // Block for `layer` >= 1 inside an upper array, or nullptr.
+  std::uint32_t* upper_block(std::uint32_t slot, int layer) const;
+  std::uint32_t* block(std::uint32_t slot, int layer) const {
+    return layer == 0 ? links0(slot) : upper_block(slot, layer);
+  }
+  std::size_t cap(int layer) const { return layer == 0 ? max_m0_ : m_; }
+  // Copies the neighbour list of slot at layer into buf; returns the count.
+  std::size_t read_links(std::uint32_t slot, int layer, std::uint32_t* buf) const;
+  void write_links(std::uint32_t* blk, const std::uint32_t* ids, std::size_t n) const;
+  float dist(const float* q, std::uint32_t slot) const { return space_.distance(q, store_.vector(slot)); }
+
+  // Greedy descent through one upper layer from (ep, ep_dist).
+  void greedy(const float* q, int layer, std::uint32_t& ep, float& ep_dist) const;
+  // Beam search of width ef at `layer`; fills `top` with the best accepted candidates.
+  void search_layer(const float* q, std::uint32_t ep, float ep_dist, int layer, std::size_t ef,
+                    const SlotFilter* filter, std::uint32_t exclude, Scratch& scratch,
+                    std::vector<Candidate>& top) const;
+  // hnswlib's heuristic: keep a candidate only if it is closer to the base than to every
+  // candidate already kept. `cands` ascending by distance to the base.
+  void select_neighbours(std::vector<Candidate>& cands, std::size_t m) const;
+  void connect(std::uint32_t slot, const std::vector<Candidate>& neighbours, int layer);
+  void choose_entry_excluding(std::uint32_t slot);
+
+  const SideStore& store_;
+  const Space& space_;
+  std::size_t m_;
+  std::size_t max_m0_;
+  std::size_t ef_construction_;
+  std::uint64_t seed_;
+  double level_mult_;
+  std::size_t stride0_;   // uint32 per slot at level 0: 1 + max_m0
+  std::size_t stride_up_; // uint32 per upper level: 1 + m
+
+  std::size_t capacity_ = 0;
+  std::unique_ptr<std::uint32_t[]> links0_;
+  std::unique_ptr<std::uint8_t[]> levels_;
+  std::unique_ptr<std::atomic<std::uint32_t*>[]> upper_;  // [0] = levels allocated
+  std::unique_ptr<std::atomic<std::uint8_t>[]> locks_;
+  std::vector<std::unique_ptr<std::uint32_t[]>> upper_owned_;
+  mutable std::mutex upper_mu_;  // guards upper_owned_
+
+  std::atomic<std::uint32_t> entry_{kNoSlot};
+  std::atomic<int> max_level_{-1};
+  std::mutex entry_mu_;
+  std::atomic<int> inject_failures_{0};
+};
+
+}  // namespace lakehouse

@@ -1,0 +1,167 @@
+// Index: the vector index the Python facade wraps: a SideStore (the truth) plus an
+// HnswGraph (a derived, rebuildable view of it).
+//
+// Guarantees:
+// - Every mutation validates its whole batch first; a bad item throws std::invalid_argument
+//   naming the item, and nothing changes.
+// - The side store is authoritative. A graph operation that throws marks the graph broken and
+//   the graph is rebuilt from the store before the call returns; the item is never lost.
+// - At or below brute_force_threshold live items (or before the graph exists) a search is an
+//   exact scan. The graph is built lazily when the live count first passes the threshold.
+// - Every result is re-checked against the store (live, not excluded, distance recomputed)
+//   before it is returned, and if the graph yields fewer than k results while k eligible
+//   items exist, the search falls back to the exact scan.
+//
+// Locks, always taken in this order:
+//   snap_mu_    shared by every mutation; exclusive for a consistent snapshot (save) and
+//               for swapping in a rebuilt graph. Searches never take it.
+//   struct_mu_  shared by searches and mutations; exclusive only to grow the arrays or to
+//               install a new graph (short).
+//   meta_mu_    exclusive while a mutation edits ids / metadata / slot states (short);
+//               shared while a search maps exclude_ids and resolves result slots.
+// Graph links are guarded by HnswGraph's per-node locks, so inserts run in parallel.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "lakehouse/distance.h"
+#include "lakehouse/hnsw_graph.h"
+#include "lakehouse/rwlock.h"
+#include "lakehouse/side_store.h"
+
+namespace lakehouse {
+
+struct IndexParams {
+  std::size_t dims = 0;
+  Metric metric = Metric::Cosine;
+  std::size_t m = 16;
+  std::size_t ef_construction = 200;
+  std::size_t ef_search = 64;
+  std::size_t brute_force_threshold = 2048;
+  std::size_t threads = 0;  // 0 = all hardware threads
+  std::uint64_t seed = 0;
+
+  // Throws std::invalid_argument for out-of-range values.
+  void validate() const;
+};
+
+struct IndexStats {
+  std::size_t count = 0;
+  std::size_t dims = 0;
+  std::string distance;
+  std::size_t m = 0;
+  std::size_t ef_construction = 0;
+  std::size_t ef_search = 0;
+  std::size_t brute_force_threshold = 0;
+  std::size_t threads = 0;
+  std::size_t tombstones = 0;  // deleted slots awaiting reuse
+  std::size_t slots = 0;       // live + tombstones
+  std::size_t capacity = 0;
+  std::size_t rebuilds = 0;
+  std::size_t graph_failures = 0;
+  bool graph_built = false;
+  int max_level = -1;
+  std::size_t memory_bytes = 0;
+  std::string isa;
+};
+
+// One search answer: slots resolved to ids, output distances ascending.
+struct SearchHit {
+  std::string id;
+  float distance;
+  std::optional<std::string> metadata;
+};
+
+class Index {
+ public:
+  explicit Index(const IndexParams& params);
+  ~Index();
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  const IndexParams& params() const { return params_; }
+  std::size_t ef_search() const { return ef_search_.load(); }
+
+  // Upsert n items. vectors is n x dims, row-major. metadata: empty (keep / none for all) or
+  // n entries: nullopt keeps an existing item's metadata, "" clears it, other bytes replace
+  // it. A duplicate id inside the batch: the last occurrence wins.
+  // Returns (added, updated).
+  std::pair<std::size_t, std::size_t> add(const std::vector<std::string>& ids, const float* vectors,
+                                          std::size_t n,
+                                          const std::vector<std::optional<std::string>>& metadata);
+
+  std::vector<SearchHit> search(const float* query, std::size_t k, std::size_t ef,
+                                const std::vector<std::string>& exclude, bool with_metadata) const;
+
+  // q queries; writes q*k ids ("" for padding) and distances (+inf for padding).
+  void search_batch(const float* queries, std::size_t q, std::size_t k, std::size_t ef,
+                    const std::vector<std::string>& exclude, std::vector<std::string>& out_ids,
+                    float* out_distances) const;
+
+  std::size_t remove(const std::vector<std::string>& ids);
+
+  // False when absent.
+  bool get(const std::string& id, std::vector<float>& vector, std::optional<std::string>& metadata) const;
+  std::vector<std::string> ids() const;
+  std::size_t size() const;
+  bool contains(const std::string& id) const;
+
+  void rebuild();
+  IndexStats stats() const;
+  void set_ef_search(std::size_t ef);
+  void set_threads(std::size_t threads);
+  void inject_graph_failures(int n);
+
+  // Binary format (format.cpp). serialize() computes the exact size, asks alloc for a buffer
+  // of that size and fills it, all under one consistent snapshot.
+  void serialize(const std::function<char*(std::size_t)>& alloc) const;
+  std::string to_bytes() const;
+  static std::unique_ptr<Index> from_bytes(const char* data, std::size_t size);
+  // Atomic: writes a temporary file beside path, fsyncs it, renames it over path.
+  void save(const std::string& path) const;
+  static std::unique_ptr<Index> load(const std::string& path);
+
+ private:
+  friend class IndexCodec;
+
+  // Copies and checks one vector (finite; non-zero and normalised under cosine).
+  void prepare(const float* in, float* out, std::size_t item, const char* what) const;
+  void grow_for(std::size_t new_items);
+  void insert_into_graph(const std::vector<std::uint32_t>& slots, const std::vector<int>& levels);
+  void exact_search(const float* q, std::size_t k, const std::vector<std::uint32_t>& excluded,
+                    std::vector<Candidate>& out) const;
+  void search_slots(const float* q, std::size_t k, std::size_t ef,
+                    const std::vector<std::uint32_t>& excluded, std::vector<Candidate>& out,
+                    std::shared_lock<RwLock>& meta_lock) const;
+  std::vector<std::uint32_t> exclude_slots(const std::vector<std::string>& ids) const;
+  // Builds a new graph over the live slots aside and swaps it in. Holds snap_mu_ exclusively.
+  void rebuild_graph(bool count_as_rebuild);
+  void maybe_build_or_rebuild();
+
+  IndexParams params_;
+  Space space_;
+  SideStore store_;
+  std::unique_ptr<HnswGraph> graph_;
+  bool graph_built_ = false;
+  std::atomic<bool> graph_broken_{false};
+  std::atomic<std::uint64_t> sequence_{0};
+  std::atomic<std::size_t> ef_search_;
+  std::atomic<std::size_t> threads_;
+  std::atomic<std::size_t> deletes_since_rebuild_{0};
+  std::atomic<std::size_t> rebuilds_{0};
+  std::atomic<std::size_t> graph_failures_{0};
+
+  mutable RwLock snap_mu_;
+  mutable RwLock struct_mu_;
+  mutable RwLock meta_mu_;
+};
+
+}  // namespace lakehouse

@@ -1,0 +1,431 @@
+#include "lakehouse/format.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+#include "lakehouse/index.h"
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
+
+namespace lakehouse {
+
+// ---- CRC-32C ---------------------------------------------------------------------------
+
+namespace {
+
+std::array<std::uint32_t, 256> make_crc_table() {
+  std::array<std::uint32_t, 256> t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+
+std::uint32_t crc32c_table(std::uint32_t crc, const unsigned char* p, std::size_t n) {
+  static const std::array<std::uint32_t, 256> table = make_crc_table();
+  for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::uint32_t crc,
+                                                              const unsigned char* p,
+                                                              std::size_t n) {
+  std::uint64_t c = crc;
+  while (n >= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = _mm_crc32_u64(c, v);
+    p += 8;
+    n -= 8;
+  }
+  std::uint32_t c32 = static_cast<std::uint32_t>(c);
+  while (n--) c32 = _mm_crc32_u8(c32, *p++);
+  return c32;
+}
+#endif
+
+}  // namespace
+
+std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+#if defined(__x86_64__)
+  static const bool hw = __builtin_cpu_supports("sse4.2");
+  crc = hw ? crc32c_sse42(crc, p, size) : crc32c_table(crc, p, size);
+#else
+  crc = crc32c_table(crc, p, size);
+#endif
+  return ~crc;
+}
+
+// ---- encoding --------------------------------------------------------------------------
+
+namespace {
+
+static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
+
+inline bool little_endian() {
+  const std::uint16_t x = 1;
+  unsigned char b;
+  std::memcpy(&b, &x, 1);
+  return b == 1;
+}
+
+class Writer {
+ public:
+  explicit Writer(char* out) : p_(out), begin_(out) {}
+  void bytes(const void* src, std::size_t n) {
+    if (n) std::memcpy(p_, src, n);
+    p_ += n;
+  }
+  void u8(std::uint8_t v) { bytes(&v, 1); }
+  void u32(std::uint32_t v) { bytes(&v, 4); }
+  void i32(std::int32_t v) { bytes(&v, 4); }
+  void u64(std::uint64_t v) { bytes(&v, 8); }
+  std::size_t written() const { return std::size_t(p_ - begin_); }
+  const char* begin() const { return begin_; }
+
+ private:
+  char* p_;
+  char* begin_;
+};
+
+class Reader {
+ public:
+  Reader(const char* data, std::size_t size) : p_(data), end_(data + size) {}
+  const char* take(std::size_t n, const char* what) {
+    if (std::size_t(end_ - p_) < n) throw FormatError(std::string("truncated input while reading ") + what);
+    const char* at = p_;
+    p_ += n;
+    return at;
+  }
+  std::uint8_t u8(const char* what) { std::uint8_t v; std::memcpy(&v, take(1, what), 1); return v; }
+  std::uint32_t u32(const char* what) { std::uint32_t v; std::memcpy(&v, take(4, what), 4); return v; }
+  std::int32_t i32(const char* what) { std::int32_t v; std::memcpy(&v, take(4, what), 4); return v; }
+  std::uint64_t u64(const char* what) { std::uint64_t v; std::memcpy(&v, take(8, what), 8); return v; }
+  std::size_t left() const { return std::size_t(end_ - p_); }
+
+ private:
+  const char* p_;
+  const char* end_;
+};
+
+constexpr std::uint8_t kUnlinkedLevel = 0xFF;
+
+}  // namespace
+
+class IndexCodec {
+ public:
+  // Caller holds snap (exclusive), struct and meta (shared).
+  static std::size_t size_of(const Index& ix, bool with_graph) {
+    const SideStore& st = ix.store_;
+    const std::size_t slots = st.size();
+    std::size_t n = 8 + 4 + 4 + 6 * 4 + 8 + 8 + 3 * 8;
+    n += slots + st.deleted() * 4 + slots * st.dims() * 4;
+    for (std::size_t s = 0; s < slots; ++s) {
+      if (st.state(std::uint32_t(s)) != SlotState::Live) continue;
+      n += 4 + st.id(std::uint32_t(s)).size() + 4;
+      if (const std::string* m = st.metadata(std::uint32_t(s))) n += m->size();
+    }
+    n += 1;
+    if (with_graph) {
+      const HnswGraph& g = *ix.graph_;
+      n += 4 + 4 + slots;
+      std::vector<std::uint32_t> nb;
+      for (std::size_t s = 0; s < slots; ++s) {
+        const int level = g.level(std::uint32_t(s));
+        if (level == kUnlinkedLevel) continue;
+        for (int l = 0; l <= level; ++l) {
+          g.neighbours(std::uint32_t(s), l, nb);
+          n += 4 + nb.size() * 4;
+        }
+      }
+    }
+    return n + 4 + 8;
+  }
+
+  static void write(const Index& ix, bool with_graph, char* out, std::size_t size) {
+    const SideStore& st = ix.store_;
+    const IndexParams& p = ix.params_;
+    const std::size_t slots = st.size();
+    Writer w(out);
+    w.bytes(kFormatMagic, 8);
+    w.u32(kFormatVersion);
+    w.u32(0);
+    w.u32(std::uint32_t(p.dims));
+    w.u32(static_cast<std::uint32_t>(p.metric));
+    w.u32(std::uint32_t(p.m));
+    w.u32(std::uint32_t(p.ef_construction));
+    w.u32(std::uint32_t(ix.ef_search_.load()));
+    w.u32(std::uint32_t(std::min<std::size_t>(p.brute_force_threshold, 0xFFFFFFFFu)));
+    w.u64(p.seed);
+    w.u64(ix.sequence_.load());
+    w.u64(slots);
+    w.u64(st.live());
+    w.u64(st.deleted());
+    for (std::size_t s = 0; s < slots; ++s) w.u8(static_cast<std::uint8_t>(st.state(std::uint32_t(s))));
+    for (std::uint32_t s : st.free_slots()) w.u32(s);
+    w.bytes(st.data(), slots * st.dims() * sizeof(float));
+    for (std::size_t s = 0; s < slots; ++s) {
+      if (st.state(std::uint32_t(s)) != SlotState::Live) continue;
+      const std::string& id = st.id(std::uint32_t(s));
+      w.u32(std::uint32_t(id.size()));
+      w.bytes(id.data(), id.size());
+      const std::string* m = st.metadata(std::uint32_t(s));
+      w.u32(m ? std::uint32_t(m->size() + 1) : 0);
+      if (m) w.bytes(m->data(), m->size());
+    }
+    w.u8(with_graph ? 1 : 0);
+    if (with_graph) {
+      const HnswGraph& g = *ix.graph_;
+      w.u32(g.entry_point());
+      w.i32(g.max_level());
+      for (std::size_t s = 0; s < slots; ++s) w.u8(static_cast<std::uint8_t>(g.level(std::uint32_t(s))));
+      std::vector<std::uint32_t> nb;
+      for (std::size_t s = 0; s < slots; ++s) {
+        const int level = g.level(std::uint32_t(s));
+        if (level == kUnlinkedLevel) continue;
+        for (int l = 0; l <= level; ++l) {
+          g.neighbours(std::uint32_t(s), l, nb);
+          w.u32(std::uint32_t(nb.size()));
+          w.bytes(nb.data(), nb.size() * 4);
+        }
+      }
+    }
+    w.u32(crc32c(w.begin(), w.written()));
+    w.bytes(kFormatEnd, 8);
+    if (w.written() != size) throw std::logic_error("index serialisation size mismatch");
+  }
+
+  static std::unique_ptr<Index> read(const char* data, std::size_t size) {
+    if (!little_endian()) throw FormatError("big-endian hosts are not supported");
+    if (size == 0) throw FormatError("empty input: not a lakehouse index");
+    if (size < 8 || std::memcmp(data, kFormatMagic, 8) != 0) {
+      throw FormatError("not a lakehouse index (bad magic)");
+    }
+    if (size < 8 + 4) throw FormatError("truncated input while reading the version");
+    std::uint32_t version;
+    std::memcpy(&version, data + 8, 4);
+    if (version != kFormatVersion) {
+      throw FormatError("unsupported format version " + std::to_string(version) +
+                        " (this build reads version " + std::to_string(kFormatVersion) + ")");
+    }
+    if (size < 8 + 4 + 8 + 4 + 8 || std::memcmp(data + size - 8, kFormatEnd, 8) != 0) {
+      throw FormatError("truncated input (end marker missing)");
+    }
+    std::uint32_t stored_crc;
+    std::memcpy(&stored_crc, data + size - 12, 4);
+    if (crc32c(data, size - 12) != stored_crc) throw FormatError("checksum mismatch: the data is corrupt");
+
+    Reader r(data + 12, size - 12 - 12);
+    r.u32("flags");
+    IndexParams p;
+    p.dims = r.u32("dims");
+    const std::uint32_t metric = r.u32("metric");
+    if (metric > 2) throw FormatError("unknown metric " + std::to_string(metric));
+    p.metric = static_cast<Metric>(metric);
+    p.m = r.u32("m");
+    p.ef_construction = r.u32("ef_construction");
+    p.ef_search = r.u32("ef_search");
+    p.brute_force_threshold = r.u32("brute_force_threshold");
+    p.seed = r.u64("seed");
+    try {
+      p.validate();
+    } catch (const std::invalid_argument& e) {
+      throw FormatError(std::string("invalid parameters: ") + e.what());
+    }
+    const std::uint64_t sequence = r.u64("sequence");
+    const std::uint64_t slots = r.u64("slot count");
+    const std::uint64_t live = r.u64("live count");
+    const std::uint64_t tombs = r.u64("tombstone count");
+    if (slots >= kNoSlot - 1 || live + tombs != slots) throw FormatError("inconsistent slot counts");
+    // Every array below must fit in what is left before any allocation is sized by it.
+    if (slots > r.left() || slots * p.dims * 4 > r.left()) throw FormatError("truncated input (slot arrays)");
+
+    auto ix = std::make_unique<Index>(p);
+    ix->sequence_.store(sequence);
+    SideStore& st = ix->store_;
+    st.reserve(std::max<std::size_t>(slots, 16));
+    ix->graph_->reserve(std::max<std::size_t>(slots, 16));
+
+    const char* states = r.take(slots, "slot states");
+    std::vector<std::uint32_t> free_list(tombs);
+    std::vector<char> seen_free(slots, 0);
+    for (std::uint64_t i = 0; i < tombs; ++i) {
+      const std::uint32_t s = r.u32("free list");
+      if (s >= slots || states[s] != char(SlotState::Deleted) || seen_free[s]) {
+        throw FormatError("corrupt free list");
+      }
+      seen_free[s] = 1;
+      free_list[i] = s;
+    }
+    const char* vectors = r.take(slots * p.dims * 4, "vectors");
+    std::uint64_t live_seen = 0;
+    std::vector<float> vec(p.dims);
+    for (std::uint64_t s = 0; s < slots; ++s) {
+      const auto state = static_cast<SlotState>(states[s]);
+      std::memcpy(vec.data(), vectors + s * p.dims * 4, p.dims * 4);
+      if (state == SlotState::Deleted) {
+        st.restore_slot(state, std::string(), vec.data(), nullptr);
+        continue;
+      }
+      if (state != SlotState::Live) throw FormatError("corrupt slot state");
+      const std::uint32_t idlen = r.u32("id length");
+      std::string id(r.take(idlen, "id"), idlen);
+      if (id.empty()) throw FormatError("corrupt id (empty)");
+      if (st.find(id) != kNoSlot) throw FormatError("corrupt ids (duplicate '" + id + "')");
+      const std::uint32_t mlen = r.u32("metadata length");
+      std::unique_ptr<std::string> meta;
+      if (mlen > 0) meta = std::make_unique<std::string>(r.take(mlen - 1, "metadata"), mlen - 1);
+      st.restore_slot(state, id, vec.data(), std::move(meta));
+      ++live_seen;
+    }
+    if (live_seen != live) throw FormatError("inconsistent live count");
+    st.restore_free_list(std::move(free_list));
+
+    const std::uint8_t has_graph = r.u8("graph flag");
+    if (has_graph > 1) throw FormatError("corrupt graph flag");
+    if (has_graph) {
+      HnswGraph& g = *ix->graph_;
+      const std::uint32_t entry = r.u32("entry point");
+      const std::int32_t max_level = r.i32("max level");
+      const char* levels = r.take(slots, "levels");
+      std::vector<std::vector<std::uint32_t>> links;
+      for (std::uint64_t s = 0; s < slots; ++s) {
+        const auto level = static_cast<std::uint8_t>(levels[s]);
+        if (level == kUnlinkedLevel) continue;
+        if (level > HnswGraph::kMaxLevel) throw FormatError("corrupt level");
+        links.assign(level + 1, {});
+        for (int l = 0; l <= level; ++l) {
+          const std::uint32_t cnt = r.u32("link count");
+          if (cnt > (l == 0 ? g.max_m0() : g.m())) throw FormatError("corrupt link count");
+          links[l].resize(cnt);
+          std::memcpy(links[l].data(), r.take(std::size_t(cnt) * 4, "links"), std::size_t(cnt) * 4);
+          for (std::uint32_t v : links[l]) {
+            if (v >= slots) throw FormatError("corrupt link (slot out of range)");
+          }
+        }
+        g.restore_node(std::uint32_t(s), level, links);
+      }
+      if (slots > 0) {
+        if (entry >= slots || max_level < 0 || max_level > HnswGraph::kMaxLevel ||
+            static_cast<std::uint8_t>(levels[entry]) != max_level) {
+          throw FormatError("corrupt entry point");
+        }
+        g.restore_entry(entry, max_level);
+      } else if (entry != kNoSlot) {
+        throw FormatError("corrupt entry point");
+      }
+      ix->graph_built_ = true;
+    }
+    if (r.left() != 0) throw FormatError("trailing bytes after the graph");
+    if (!has_graph && st.live() > p.brute_force_threshold) ix->rebuild_graph(false);
+    return ix;
+  }
+};
+
+// ---- Index entry points -----------------------------------------------------------------
+
+void Index::serialize(const std::function<char*(std::size_t)>& alloc) const {
+  std::unique_lock<RwLock> snap(snap_mu_);
+  std::shared_lock<RwLock> st(struct_mu_);
+  std::shared_lock<RwLock> mt(meta_mu_);
+  const bool with_graph = graph_built_ && !graph_broken_.load();
+  const std::size_t size = IndexCodec::size_of(*this, with_graph);
+  char* out = alloc(size);
+  IndexCodec::write(*this, with_graph, out, size);
+}
+
+std::string Index::to_bytes() const {
+  std::string out;
+  serialize([&out](std::size_t n) {
+    out.resize(n);
+    return out.data();
+  });
+  return out;
+}
+
+std::unique_ptr<Index> Index::from_bytes(const char* data, std::size_t size) {
+  return IndexCodec::read(data, size);
+}
+
+namespace {
+
+[[noreturn]] void io_error(const std::string& what, const std::string& path) {
+  throw std::runtime_error(what + " '" + path + "': " + std::strerror(errno));
+}
+
+}  // namespace
+
+void Index::save(const std::string& path) const {
+  const std::string bytes = to_bytes();
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) io_error("cannot create", tmp);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      io_error("cannot write", tmp);
+    }
+    done += std::size_t(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    io_error("cannot fsync", tmp);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    io_error("cannot rename over", path);
+  }
+  // Make the rename itself durable.
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+std::unique_ptr<Index> Index::load(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) io_error("cannot open", path);
+  std::vector<char> data;
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    const long size = std::ftell(f);
+    if (size > 0) data.reserve(std::size_t(size));
+    std::fseek(f, 0, SEEK_SET);
+  }
+  char buf[1 << 16];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) data.insert(data.end(), buf, buf + n);
+  const bool failed = std::ferror(f);
+  const int err = errno;
+  std::fclose(f);
+  if (failed) {
+    errno = err;
+    io_error("cannot read", path);
+  }
+  return from_bytes(data.data(), data.size());
+}
+
+}  // namespace lakehouse

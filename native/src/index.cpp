@@ -1,0 +1,513 @@
+#include "lakehouse/index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+
+#include "lakehouse/thread_pool.h"
+
+namespace lakehouse {
+
+namespace {
+
+constexpr std::size_t kSingle = static_cast<std::size_t>(-1);
+using SharedLock = std::shared_lock<RwLock>;
+using UniqueLock = std::unique_lock<RwLock>;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+const IndexParams& checked(const IndexParams& p) {
+  p.validate();
+  return p;
+}
+
+std::unique_ptr<std::string> owned(const std::optional<std::string>& meta) {
+  if (!meta || meta->empty()) return nullptr;
+  return std::make_unique<std::string>(*meta);
+}
+
+bool is_excluded(const std::vector<std::uint32_t>& excluded, std::uint32_t slot) {
+  return !excluded.empty() && std::binary_search(excluded.begin(), excluded.end(), slot);
+}
+
+}  // namespace
+
+void IndexParams::validate() const {
+  if (dims == 0 || dims > 65536) {
+    throw std::invalid_argument("dims must be between 1 and 65536, got " + std::to_string(dims));
+  }
+  if (m < 2 || m > HnswGraph::kMaxM) {
+    throw std::invalid_argument("m must be between 2 and 256, got " + std::to_string(m));
+  }
+  if (ef_construction < 1 || ef_construction > 100000) {
+    throw std::invalid_argument("ef_construction must be between 1 and 100000");
+  }
+  if (ef_search < 1 || ef_search > 100000) {
+    throw std::invalid_argument("ef_search must be between 1 and 100000");
+  }
+  if (threads > 1024) throw std::invalid_argument("threads must be between 0 and 1024");
+}
+
+Index::Index(const IndexParams& params)
+    : params_(checked(params)),
+      space_(params.metric, params.dims),
+      store_(params.dims),
+      graph_(std::make_unique<HnswGraph>(
+          store_, space_, GraphParams{params.m, params.ef_construction, params.seed})),
+      ef_search_(params.ef_search),
+      threads_(params.threads) {}
+
+Index::~Index() = default;
+
+void Index::prepare(const float* in, float* out, std::size_t item, const char* what) const {
+  const std::size_t d = params_.dims;
+  auto label = [&] {
+    return item == kSingle ? std::string(what) : std::string(what) + " " + std::to_string(item);
+  };
+  for (std::size_t j = 0; j < d; ++j) {
+    if (!std::isfinite(in[j])) throw std::invalid_argument(label() + ": vector contains NaN or inf");
+  }
+  std::memcpy(out, in, d * sizeof(float));
+  if (space_.needs_normalise() && !normalise(out, d)) {
+    throw std::invalid_argument(label() + ": zero vector (cosine distance needs a non-zero norm)");
+  }
+}
+
+void Index::grow_for(std::size_t new_items) {
+  // Growth moves every array: no reader of vectors (struct) or of ids (meta) may be inside.
+  UniqueLock lock(struct_mu_);
+  UniqueLock meta(meta_mu_);
+  const std::size_t short_by = store_.shortfall(new_items);
+  if (short_by == 0) return;
+  // Exact fit for a first bulk load, then 1.5x so a stream of small adds grows rarely.
+  const std::size_t need = store_.capacity() + short_by;
+  const std::size_t grown = store_.capacity() + store_.capacity() / 2;
+  const std::size_t cap = std::max({need, grown, std::size_t(16)});
+  store_.reserve(cap);
+  graph_->reserve(cap);
+}
+
+std::pair<std::size_t, std::size_t> Index::add(
+    const std::vector<std::string>& ids, const float* vectors, std::size_t n,
+    const std::vector<std::optional<std::string>>& metadata) {
+  if (ids.size() != n) {
+    throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " +
+                                std::to_string(n) + " vectors");
+  }
+  if (!metadata.empty() && metadata.size() != n) {
+    throw std::invalid_argument("got " + std::to_string(metadata.size()) +
+                                " metadata entries for " + std::to_string(n) + " items");
+  }
+  if (n == 0) return {0, 0};
+
+  // Validate the whole batch before touching anything.
+  const std::size_t d = params_.dims;
+  std::vector<float> prepared(n * d);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (ids[i].empty()) throw std::invalid_argument("item " + std::to_string(i) + ": empty id");
+    prepare(vectors + i * d, prepared.data() + i * d, i, "item");
+  }
+  // A duplicate id inside the batch: the last occurrence wins.
+  std::vector<std::size_t> order;
+  order.reserve(n);
+  {
+    std::unordered_map<std::string_view, std::size_t> last;
+    last.reserve(n * 2);
+    for (std::size_t i = 0; i < n; ++i) last[ids[i]] = i;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (last[ids[i]] == i) order.push_back(i);
+    }
+  }
+
+  SharedLock snap(snap_mu_);
+  std::size_t added = 0, updated = 0;
+  std::vector<std::uint32_t> fresh, dead;
+  std::vector<int> levels;
+  bool graph_built = false;
+  for (;;) {
+    SharedLock st(struct_mu_);
+    UniqueLock mt(meta_mu_);
+    std::size_t need = 0;
+    for (std::size_t i : order) {
+      const std::uint32_t slot = store_.find(ids[i]);
+      if (slot == kNoSlot ||
+          std::memcmp(store_.vector(slot), prepared.data() + i * d, d * sizeof(float)) != 0) {
+        ++need;
+      }
+    }
+    if (store_.shortfall(need) > 0) {
+      mt.unlock();
+      st.unlock();
+      grow_for(need);
+      continue;
+    }
+    graph_built = graph_built_;
+    for (std::size_t i : order) {
+      const float* vec = prepared.data() + i * d;
+      const std::optional<std::string> none;
+      const std::optional<std::string>& meta = metadata.empty() ? none : metadata[i];
+      const std::uint32_t slot = store_.find(ids[i]);
+      if (slot == kNoSlot) {
+        fresh.push_back(store_.insert(ids[i], vec, owned(meta)));
+        ++added;
+        continue;
+      }
+      ++updated;
+      if (std::memcmp(store_.vector(slot), vec, d * sizeof(float)) == 0) {
+        if (meta) store_.set_metadata(slot, owned(meta));
+        continue;
+      }
+      // A new vector: a new slot; the old one is repaired around, then reused.
+      std::unique_ptr<std::string> keep = meta ? owned(meta) : store_.take_metadata(slot);
+      store_.remove(slot);
+      dead.push_back(slot);
+      fresh.push_back(store_.insert(ids[i], vec, std::move(keep)));
+    }
+    if (!graph_built) {
+      for (std::uint32_t s : dead) store_.release(s);
+    } else {
+      const std::uint64_t seq = sequence_.fetch_add(fresh.size());
+      levels.reserve(fresh.size());
+      for (std::size_t j = 0; j < fresh.size(); ++j) levels.push_back(graph_->random_level(seq + j));
+    }
+    break;
+  }
+
+  if (graph_built && (!fresh.empty() || !dead.empty())) {
+    {
+      SharedLock st(struct_mu_);
+      for (std::uint32_t s : dead) graph_->repair_deleted(s);
+    }
+    deletes_since_rebuild_ += dead.size();
+    insert_into_graph(fresh, levels);
+    if (!dead.empty()) {
+      SharedLock st(struct_mu_);
+      UniqueLock mt(meta_mu_);
+      for (std::uint32_t s : dead) store_.release(s);
+    }
+  }
+  snap.unlock();
+  maybe_build_or_rebuild();
+  return {added, updated};
+}
+
+void Index::insert_into_graph(const std::vector<std::uint32_t>& slots, const std::vector<int>& levels) {
+  parallel_for(slots.size(), threads_.load(), 4, [&](std::size_t begin, std::size_t end) {
+    SharedLock st(struct_mu_);
+    for (std::size_t i = begin; i < end; ++i) {
+      try {
+        graph_->insert(slots[i], levels[i]);
+      } catch (...) {
+        // The item is safe in the side store; the graph is rebuilt from it before the
+        // mutation returns.
+        graph_failures_.fetch_add(1);
+        graph_broken_.store(true);
+      }
+    }
+  });
+}
+
+void Index::maybe_build_or_rebuild() {
+  bool need = false;
+  bool built = false;
+  {
+    SharedLock st(struct_mu_);
+    SharedLock mt(meta_mu_);
+    const std::size_t live = store_.live();
+    built = graph_built_;
+    if (!built) {
+      need = live > params_.brute_force_threshold;
+    } else {
+      // Broken by a failed graph operation, or churned more than its own size since the
+      // last build (stale links through reused slots accumulate; a rebuild resets them).
+      need = graph_broken_.load() ||
+             deletes_since_rebuild_.load() > std::max(live, params_.brute_force_threshold);
+    }
+  }
+  // The first, lazy build is not a rebuild.
+  if (need) rebuild_graph(/*count_as_rebuild=*/built);
+}
+
+void Index::rebuild_graph(bool count_as_rebuild) {
+  UniqueLock snap(snap_mu_);  // no mutation runs until the new graph is in place
+  std::vector<std::uint32_t> live;
+  std::unique_ptr<HnswGraph> graph;
+  {
+    SharedLock st(struct_mu_);
+    {
+      SharedLock mt(meta_mu_);
+      live.reserve(store_.live());
+      for (std::size_t s = 0; s < store_.size(); ++s) {
+        if (store_.state(std::uint32_t(s)) == SlotState::Live) live.push_back(std::uint32_t(s));
+      }
+    }
+    graph = std::make_unique<HnswGraph>(
+        store_, space_, GraphParams{params_.m, params_.ef_construction, params_.seed});
+    graph->reserve(store_.capacity());
+  }
+  const std::uint64_t seq = sequence_.fetch_add(live.size());
+  // Searches keep using the old graph while the new one is built beside it.
+  for (int attempt = 0;; ++attempt) {
+    bool failed = false;
+    parallel_for(live.size(), threads_.load(), 4, [&](std::size_t begin, std::size_t end) {
+      SharedLock st(struct_mu_);
+      for (std::size_t i = begin; i < end; ++i) {
+        try {
+          graph->insert(live[i], graph->random_level(seq + i));
+        } catch (...) {
+          failed = true;
+        }
+      }
+    });
+    if (!failed) break;
+    if (attempt >= 2) throw std::runtime_error("graph rebuild failed repeatedly");
+    graph_failures_.fetch_add(1);
+    SharedLock st(struct_mu_);
+    graph = std::make_unique<HnswGraph>(
+        store_, space_, GraphParams{params_.m, params_.ef_construction, params_.seed});
+    graph->reserve(store_.capacity());
+  }
+  {
+    UniqueLock st(struct_mu_);
+    graph_ = std::move(graph);
+    graph_built_ = true;
+    graph_broken_.store(false);
+    deletes_since_rebuild_.store(0);
+  }
+  // Deleted slots need no repair in a graph that never contained them.
+  if (count_as_rebuild) rebuilds_.fetch_add(1);
+}
+
+void Index::rebuild() { rebuild_graph(true); }
+
+std::size_t Index::remove(const std::vector<std::string>& ids) {
+  SharedLock snap(snap_mu_);
+  std::vector<std::uint32_t> dead;
+  bool graph_built;
+  {
+    SharedLock st(struct_mu_);
+    UniqueLock mt(meta_mu_);
+    for (const std::string& id : ids) {
+      const std::uint32_t slot = store_.find(id);
+      if (slot == kNoSlot) continue;
+      store_.remove(slot);
+      dead.push_back(slot);
+    }
+    graph_built = graph_built_;
+    if (!graph_built) {
+      for (std::uint32_t s : dead) store_.release(s);
+    }
+  }
+  if (graph_built && !dead.empty()) {
+    {
+      SharedLock st(struct_mu_);
+      for (std::uint32_t s : dead) graph_->repair_deleted(s);
+    }
+    deletes_since_rebuild_ += dead.size();
+    SharedLock st(struct_mu_);
+    UniqueLock mt(meta_mu_);
+    for (std::uint32_t s : dead) store_.release(s);
+  }
+  snap.unlock();
+  maybe_build_or_rebuild();
+  return dead.size();
+}
+
+std::vector<std::uint32_t> Index::exclude_slots(const std::vector<std::string>& ids) const {
+  std::vector<std::uint32_t> out;
+  if (ids.empty()) return out;
+  SharedLock mt(meta_mu_);
+  out.reserve(ids.size());
+  for (const std::string& id : ids) {
+    const std::uint32_t s = store_.find(id);
+    if (s != kNoSlot) out.push_back(s);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void Index::exact_search(const float* q, std::size_t k, const std::vector<std::uint32_t>& excluded,
+                         std::vector<Candidate>& out) const {
+  // Caller holds struct_mu_ and meta_mu_ shared. A max-heap of the k best.
+  out.clear();
+  const std::size_t n = store_.size();
+  for (std::size_t s = 0; s < n; ++s) {
+    const auto slot = static_cast<std::uint32_t>(s);
+    if (store_.state(slot) != SlotState::Live || is_excluded(excluded, slot)) continue;
+    const float d = space_.distance(q, store_.vector(slot));
+    if (out.size() < k) {
+      out.emplace_back(d, slot);
+      std::push_heap(out.begin(), out.end());
+    } else if (Candidate(d, slot) < out.front()) {
+      std::pop_heap(out.begin(), out.end());
+      out.back() = Candidate(d, slot);
+      std::push_heap(out.begin(), out.end());
+    }
+  }
+  std::sort(out.begin(), out.end());
+}
+
+// Caller holds struct_mu_ shared and passes meta_lock unlocked. Returns up to k verified
+// (internal distance, slot), ascending, with meta_lock held so the caller resolves ids
+// against exactly the state that was verified.
+void Index::search_slots(const float* q, std::size_t k, std::size_t ef,
+                         const std::vector<std::uint32_t>& excluded,
+                         std::vector<Candidate>& out, SharedLock& meta_lock) const {
+  out.clear();
+  std::vector<Candidate> found;
+  const bool use_graph = graph_built_ && store_.live() > params_.brute_force_threshold;
+  if (use_graph) {
+    const std::size_t width = std::max({ef ? ef : ef_search_.load(), k, std::size_t(1)});
+    SlotFilter filter;
+    if (!excluded.empty()) filter = [&excluded](std::uint32_t s) { return !is_excluded(excluded, s); };
+    graph_->search(q, width, filter, found);
+  }
+  meta_lock.lock();
+  if (use_graph) {
+    // Re-verify against the store: a slot reused during the search may carry a stale
+    // distance or be gone.
+    out.reserve(std::min(found.size(), k));
+    for (const Candidate& c : found) {
+      if (store_.state(c.second) != SlotState::Live || is_excluded(excluded, c.second)) continue;
+      out.emplace_back(space_.distance(q, store_.vector(c.second)), c.second);
+    }
+    std::sort(out.begin(), out.end());
+    if (out.size() > k) out.resize(k);
+    std::size_t excluded_live = 0;
+    for (std::uint32_t s : excluded) excluded_live += store_.state(s) == SlotState::Live;
+    const std::size_t eligible = store_.live() - std::min(store_.live(), excluded_live);
+    if (out.size() >= std::min(k, eligible)) return;
+  }
+  exact_search(q, k, excluded, out);
+}
+
+std::vector<SearchHit> Index::search(const float* query, std::size_t k, std::size_t ef,
+                                     const std::vector<std::string>& exclude,
+                                     bool with_metadata) const {
+  if (k == 0) throw std::invalid_argument("k must be positive");
+  std::vector<float> q(params_.dims);
+  prepare(query, q.data(), kSingle, "query");
+  SharedLock st(struct_mu_);
+  const std::vector<std::uint32_t> excluded = exclude_slots(exclude);
+  std::vector<Candidate> found;
+  SharedLock mt(meta_mu_, std::defer_lock);
+  search_slots(q.data(), k, ef, excluded, found, mt);
+  std::vector<SearchHit> hits;
+  hits.reserve(found.size());
+  for (const Candidate& c : found) {
+    SearchHit h{store_.id(c.second), space_.to_output(c.first), std::nullopt};
+    if (with_metadata) {
+      if (const std::string* m = store_.metadata(c.second)) h.metadata = *m;
+    }
+    hits.push_back(std::move(h));
+  }
+  return hits;
+}
+
+void Index::search_batch(const float* queries, std::size_t q, std::size_t k, std::size_t ef,
+                         const std::vector<std::string>& exclude,
+                         std::vector<std::string>& out_ids, float* out_distances) const {
+  if (k == 0) throw std::invalid_argument("k must be positive");
+  const std::size_t d = params_.dims;
+  std::vector<float> prepared(q * d);
+  for (std::size_t i = 0; i < q; ++i) prepare(queries + i * d, prepared.data() + i * d, i, "query");
+  out_ids.assign(q * k, std::string());
+  std::fill(out_distances, out_distances + q * k, kInf);
+  const std::vector<std::uint32_t> excluded = exclude_slots(exclude);
+  parallel_for(q, threads_.load(), 8, [&](std::size_t begin, std::size_t end) {
+    SharedLock st(struct_mu_);
+    std::vector<Candidate> found;
+    for (std::size_t i = begin; i < end; ++i) {
+      SharedLock mt(meta_mu_, std::defer_lock);
+      search_slots(prepared.data() + i * d, k, ef, excluded, found, mt);
+      std::size_t j = 0;
+      for (const Candidate& c : found) {
+        out_ids[i * k + j] = store_.id(c.second);
+        out_distances[i * k + j] = space_.to_output(c.first);
+        ++j;
+      }
+    }
+  });
+}
+
+bool Index::get(const std::string& id, std::vector<float>& vector,
+                std::optional<std::string>& metadata) const {
+  SharedLock st(struct_mu_);
+  SharedLock mt(meta_mu_);
+  const std::uint32_t slot = store_.find(id);
+  if (slot == kNoSlot) return false;
+  const float* v = store_.vector(slot);
+  vector.assign(v, v + params_.dims);
+  metadata.reset();
+  if (const std::string* m = store_.metadata(slot)) metadata = *m;
+  return true;
+}
+
+std::vector<std::string> Index::ids() const {
+  SharedLock st(struct_mu_);
+  SharedLock mt(meta_mu_);
+  std::vector<std::string> out;
+  out.reserve(store_.live());
+  for (std::size_t s = 0; s < store_.size(); ++s) {
+    if (store_.state(std::uint32_t(s)) == SlotState::Live) out.push_back(store_.id(std::uint32_t(s)));
+  }
+  return out;
+}
+
+std::size_t Index::size() const {
+  SharedLock mt(meta_mu_);
+  return store_.live();
+}
+
+bool Index::contains(const std::string& id) const {
+  SharedLock mt(meta_mu_);
+  return store_.find(id) != kNoSlot;
+}
+
+IndexStats Index::stats() const {
+  SharedLock st(struct_mu_);
+  SharedLock mt(meta_mu_);
+  IndexStats s;
+  s.count = store_.live();
+  s.dims = params_.dims;
+  s.distance = metric_name(params_.metric);
+  s.m = params_.m;
+  s.ef_construction = params_.ef_construction;
+  s.ef_search = ef_search_.load();
+  s.brute_force_threshold = params_.brute_force_threshold;
+  s.threads = threads_.load() ? threads_.load() : hardware_threads();
+  s.tombstones = store_.deleted();
+  s.slots = store_.size();
+  s.capacity = store_.capacity();
+  s.rebuilds = rebuilds_.load();
+  s.graph_failures = graph_failures_.load();
+  s.graph_built = graph_built_;
+  s.max_level = graph_built_ ? graph_->max_level() : -1;
+  s.memory_bytes = store_.memory_bytes() + (graph_built_ ? graph_->memory_bytes() : 0);
+  s.isa = space_.isa();
+  return s;
+}
+
+void Index::set_ef_search(std::size_t ef) {
+  if (ef < 1 || ef > 100000) throw std::invalid_argument("ef_search must be between 1 and 100000");
+  ef_search_.store(ef);
+}
+
+void Index::set_threads(std::size_t threads) {
+  if (threads > 1024) throw std::invalid_argument("threads must be between 0 and 1024");
+  threads_.store(threads);
+}
+
+void Index::inject_graph_failures(int n) {
+  SharedLock st(struct_mu_);
+  graph_->inject_failures(n);
+}
+
+}  // namespace lakehouse

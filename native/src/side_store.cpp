@@ -1,0 +1,169 @@
+#include "lakehouse/side_store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace lakehouse {
+
+namespace {
+
+// FNV-1a folded through a 64-bit finaliser: cheap for short ids, well mixed for probing.
+inline std::uint64_t hash_id(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
+}  // namespace
+
+// ---- IdTable ---------------------------------------------------------------------------
+
+std::uint32_t SideStore::IdTable::find(const std::string& id,
+                                       const std::vector<std::string>& ids) const {
+  if (table_.empty()) return kNoSlot;
+  const std::size_t mask = table_.size() - 1;
+  for (std::size_t i = hash_id(id) & mask;; i = (i + 1) & mask) {
+    const std::uint32_t s = table_[i];
+    if (s == kEmpty) return kNoSlot;
+    if (s != kGrave && ids[s] == id) return s;
+  }
+}
+
+void SideStore::IdTable::rehash(std::size_t buckets, const std::vector<std::string>& ids) {
+  std::vector<std::uint32_t> old = std::move(table_);
+  table_.assign(buckets, kEmpty);
+  used_ = 0;
+  graves_ = 0;
+  const std::size_t mask = buckets - 1;
+  for (std::uint32_t s : old) {
+    if (s == kEmpty || s == kGrave) continue;
+    std::size_t i = hash_id(ids[s]) & mask;
+    while (table_[i] != kEmpty) i = (i + 1) & mask;
+    table_[i] = s;
+    ++used_;
+  }
+}
+
+void SideStore::IdTable::insert(std::uint32_t slot, const std::vector<std::string>& ids) {
+  // Keep the load (live + graves) under 1/2 so probes stay short.
+  if ((used_ + graves_ + 1) * 2 > table_.size()) {
+    std::size_t buckets = 16;
+    while (buckets < (used_ + 1) * 4) buckets <<= 1;
+    rehash(buckets, ids);
+  }
+  const std::size_t mask = table_.size() - 1;
+  std::size_t i = hash_id(ids[slot]) & mask;
+  while (table_[i] != kEmpty && table_[i] != kGrave) i = (i + 1) & mask;
+  if (table_[i] == kGrave) --graves_;
+  table_[i] = slot;
+  ++used_;
+}
+
+void SideStore::IdTable::erase(std::uint32_t slot, const std::vector<std::string>& ids) {
+  if (table_.empty()) return;
+  const std::size_t mask = table_.size() - 1;
+  for (std::size_t i = hash_id(ids[slot]) & mask;; i = (i + 1) & mask) {
+    const std::uint32_t s = table_[i];
+    if (s == kEmpty) return;
+    if (s == slot) {
+      table_[i] = kGrave;
+      --used_;
+      ++graves_;
+      return;
+    }
+  }
+}
+
+// ---- SideStore -------------------------------------------------------------------------
+
+SideStore::SideStore(std::size_t dims) : dims_(dims) {}
+
+SideStore::~SideStore() = default;
+
+std::size_t SideStore::shortfall(std::size_t n) const {
+  const std::size_t reusable = free_.size();
+  const std::size_t fresh = n > reusable ? n - reusable : 0;
+  return size_ + fresh > capacity_ ? size_ + fresh - capacity_ : 0;
+}
+
+void SideStore::reserve(std::size_t capacity) {
+  if (capacity <= capacity_) return;
+  if (capacity >= kNoSlot - 1) throw std::length_error("index is full (2^32 - 2 slots)");
+  // new float[] leaves the memory untouched, so unused capacity costs address space, not RSS.
+  std::unique_ptr<float[]> data(new float[capacity * dims_]);
+  if (size_) std::memcpy(data.get(), data_.get(), size_ * dims_ * sizeof(float));
+  std::unique_ptr<std::atomic<std::uint8_t>[]> states(new std::atomic<std::uint8_t>[capacity]);
+  for (std::size_t i = 0; i < capacity; ++i) {
+    states[i].store(i < size_ ? states_[i].load(std::memory_order_relaxed) : 0,
+                    std::memory_order_relaxed);
+  }
+  ids_.resize(capacity);
+  meta_.resize(capacity);
+  data_ = std::move(data);
+  states_ = std::move(states);
+  capacity_ = capacity;
+}
+
+std::uint32_t SideStore::find(const std::string& id) const { return table_.find(id, ids_); }
+
+std::uint32_t SideStore::insert(const std::string& id, const float* vec,
+                                std::unique_ptr<std::string> meta) {
+  std::uint32_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    if (size_ >= capacity_) throw std::logic_error("SideStore::insert beyond capacity");
+    slot = static_cast<std::uint32_t>(size_++);
+  }
+  std::memcpy(mutable_vector(slot), vec, dims_ * sizeof(float));
+  ids_[slot] = id;
+  meta_[slot] = std::move(meta);
+  table_.insert(slot, ids_);
+  ++live_;
+  states_[slot].store(static_cast<std::uint8_t>(SlotState::Live), std::memory_order_release);
+  return slot;
+}
+
+void SideStore::remove(std::uint32_t slot) {
+  table_.erase(slot, ids_);
+  states_[slot].store(static_cast<std::uint8_t>(SlotState::Deleted), std::memory_order_release);
+  std::string().swap(ids_[slot]);
+  meta_[slot].reset();
+  --live_;
+}
+
+void SideStore::restore_slot(SlotState st, const std::string& id, const float* vec,
+                             std::unique_ptr<std::string> meta) {
+  if (size_ >= capacity_) throw std::logic_error("SideStore::restore_slot beyond capacity");
+  const auto slot = static_cast<std::uint32_t>(size_++);
+  std::memcpy(mutable_vector(slot), vec, dims_ * sizeof(float));
+  states_[slot].store(static_cast<std::uint8_t>(st), std::memory_order_relaxed);
+  if (st == SlotState::Live) {
+    ids_[slot] = id;
+    meta_[slot] = std::move(meta);
+    table_.insert(slot, ids_);
+    ++live_;
+  }
+}
+
+std::size_t SideStore::memory_bytes() const {
+  std::size_t bytes = capacity_ * dims_ * sizeof(float) + capacity_ +
+                      ids_.capacity() * sizeof(std::string) +
+                      meta_.capacity() * sizeof(std::unique_ptr<std::string>) +
+                      free_.capacity() * sizeof(std::uint32_t) + table_.memory_bytes();
+  for (std::size_t s = 0; s < size_; ++s) {
+    if (ids_[s].capacity() > 15) bytes += ids_[s].capacity() + 1;
+    if (meta_[s]) bytes += sizeof(std::string) + meta_[s]->capacity() + 1;
+  }
+  return bytes;
+}
+
+}  // namespace lakehouse

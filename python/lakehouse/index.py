@@ -1,0 +1,365 @@
+"""VectorIndex: an HNSW vector index whose source of truth is a side store of
+(id, vector, metadata); the graph is a derived view the index can rebuild at any time.
+
+    >>> import numpy as np
+    >>> from lakehouse import VectorIndex
+    >>> ix = VectorIndex(dims=4)
+    >>> ix.add(["a", "b"], np.eye(2, 4, dtype=np.float32), [{"role": "picker"}, None])
+    (2, 0)
+    >>> ix.search(np.array([1, 0, 0, 0], np.float32), k=1)[0].id
+    'a'
+
+The work happens in C++ (``lakehouse._native``): batch calls take numpy arrays without a
+Python object per item, release the GIL and use ``threads`` worker threads; any number of
+threads may call any method at once. Every method validates its input fully before changing
+anything: bad input raises ``ValueError`` and leaves the index as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
+
+from . import _native
+
+__all__ = ["VectorIndex", "Hit", "SaveCoalescer", "DISTANCES"]
+
+DISTANCES = ("cosine", "euclidean", "dot")
+
+# Metadata is stored natively as opaque bytes with a one-byte tag saying how to give it
+# back: a dict round-trips as JSON, bytes as themselves. An empty stored value means "none".
+_TAG_JSON = b"J"
+_TAG_BYTES = b"B"
+
+Metadata = dict[str, Any] | bytes | bytearray | memoryview | None
+
+
+class Hit(NamedTuple):
+    """One search result: the item's id, its distance to the query, its metadata."""
+
+    id: str
+    distance: float
+    metadata: dict[str, Any] | bytes | None
+
+
+def _encode_metadata(item: int, value: Metadata) -> bytes | None:
+    if value is None:
+        return None  # keep an existing item's metadata
+    if isinstance(value, dict):
+        if not value:
+            return b""  # {} clears it (the reference's rule)
+        try:
+            return _TAG_JSON + orjson.dumps(value)
+        except TypeError as exc:
+            raise ValueError(f"item {item}: metadata is not JSON-serialisable: {exc}") from exc
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _TAG_BYTES + bytes(value)
+    raise ValueError(f"item {item}: metadata must be a dict, bytes or None, got {type(value).__name__}")
+
+
+def _decode_metadata(raw: bytes | None) -> dict[str, Any] | bytes | None:
+    if not raw:
+        return None
+    tag, body = raw[:1], raw[1:]
+    if tag == _TAG_JSON:
+        return orjson.loads(body)
+    return body
+
+
+def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
+    if isinstance(ids, str | bytes):
+        raise ValueError(f"{what} must be a sequence of strings, not a single {type(ids).__name__}")
+    out = list(ids)
+    for i, v in enumerate(out):
+        if not isinstance(v, str):
+            raise ValueError(f"item {i}: id must be a string, got {type(v).__name__}")
+        if not v:
+            raise ValueError(f"item {i}: empty id")
+    return out
+
+
+def _as_float32(a: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(a, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be numeric: {exc}") from exc
+    return np.ascontiguousarray(arr)
+
+
+def _check_positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return int(value)
+
+
+class VectorIndex:
+    """An HNSW index over ``dims``-dimensional float32 vectors, keyed by string ids.
+
+    Parameters:
+        dims: vector size (1..65536).
+        distance: ``"cosine"`` (1 - cosine similarity; vectors are normalised on insert and a
+            zero vector is rejected), ``"euclidean"`` (the L2 norm of a - b) or ``"dot"``
+            (1 - a.b).
+        m: graph links per node (2m on the bottom layer).
+        ef_construction: candidate list width while inserting (quality vs build time).
+        ef_search: default candidate list width while searching (raised to k when smaller).
+        brute_force_threshold: at or below this many live items a search is an exact scan;
+            the graph is built the first time the index grows past it.
+        threads: worker threads for batch calls; 0 = all cores.
+        seed: seeds the level generator (same seed and insertion order -> same levels).
+    """
+
+    __slots__ = ("_ix", "_dims", "__weakref__")
+
+    def __init__(
+        self,
+        dims: int,
+        distance: str = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 64,
+        brute_force_threshold: int = 2048,
+        threads: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
+        dims = _check_positive("dims", dims)
+        m = _check_positive("m", m)
+        ef_construction = _check_positive("ef_construction", ef_construction)
+        ef_search = _check_positive("ef_search", ef_search)
+        for name, value in (("brute_force_threshold", brute_force_threshold), ("threads", threads), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if seed >= 1 << 64:
+            raise ValueError("seed must be below 2**64")
+        self._ix = _native.HnswIndex(
+            dims, distance, m, ef_construction, ef_search, int(brute_force_threshold), int(threads), int(seed)
+        )
+        self._dims = dims
+
+    @classmethod
+    def _wrap(cls, native: Any) -> VectorIndex:
+        obj = cls.__new__(cls)
+        obj._ix = native
+        obj._dims = int(native.dims)
+        return obj
+
+    # -- mutation -------------------------------------------------------------------------
+
+    def add(
+        self,
+        ids: Sequence[str],
+        vectors: Any,
+        metadata: Sequence[Metadata] | None = None,
+    ) -> tuple[int, int]:
+        """Insert or replace items; returns ``(added, updated)``.
+
+        ``vectors`` is an array of shape ``(len(ids), dims)`` (float32, or anything numpy
+        converts). ``metadata``, if given, has one entry per item: a dict (stored as JSON),
+        bytes, or None. None keeps an existing item's metadata; ``{}`` clears it. A duplicate
+        id inside one batch: the last occurrence wins. The whole batch is validated first;
+        on any error nothing changes.
+        """
+        id_list = _check_ids(ids)
+        arr = _as_float32(vectors, "vectors")
+        dims = self.dims
+        if arr.ndim == 1 and len(id_list) == 1 and arr.shape[0] == dims:
+            arr = arr.reshape(1, dims)
+        if arr.ndim != 2 or arr.shape[1] != dims:
+            raise ValueError(f"vectors must have shape ({len(id_list)}, {dims}), got {arr.shape}")
+        if arr.shape[0] != len(id_list):
+            raise ValueError(f"got {len(id_list)} ids for {arr.shape[0]} vectors")
+        meta: list[bytes | None] = []
+        if metadata is not None:
+            if isinstance(metadata, dict | bytes):
+                raise ValueError("metadata must be a sequence with one entry per item")
+            meta_in = list(metadata)
+            if len(meta_in) != len(id_list):
+                raise ValueError(f"got {len(meta_in)} metadata entries for {len(id_list)} items")
+            meta = [_encode_metadata(i, m) for i, m in enumerate(meta_in)]
+        added, updated = self._ix.add(id_list, arr, meta)
+        return int(added), int(updated)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete items by id; unknown ids are ignored. Returns how many were deleted."""
+        if isinstance(ids, str | bytes):
+            raise ValueError("ids must be a sequence of strings, not a single string")
+        id_list = list(ids)
+        for i, v in enumerate(id_list):
+            if not isinstance(v, str):
+                raise ValueError(f"item {i}: id must be a string, got {type(v).__name__}")
+        return int(self._ix.remove(id_list))
+
+    def rebuild(self) -> None:
+        """Rebuild the graph from the side store (searches continue on the old graph)."""
+        self._ix.rebuild()
+
+    # -- queries --------------------------------------------------------------------------
+
+    def _exclude(self, exclude_ids: Sequence[str] | None) -> list[str]:
+        if exclude_ids is None:
+            return []
+        if isinstance(exclude_ids, str | bytes):
+            raise ValueError("exclude_ids must be a sequence of strings, not a single string")
+        out = list(exclude_ids)
+        for i, v in enumerate(out):
+            if not isinstance(v, str):
+                raise ValueError(f"exclude_ids[{i}] must be a string, got {type(v).__name__}")
+        return out
+
+    @staticmethod
+    def _ef(ef: int | None) -> int:
+        return 0 if ef is None else _check_positive("ef", ef)
+
+    def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        ef: int | None = None,
+        exclude_ids: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` nearest live items to ``vector``, nearest first.
+
+        ``ef`` overrides the index's ``ef_search`` for this call. ``exclude_ids`` are skipped
+        during the graph traversal, so ``k`` results come back whenever ``k`` live,
+        non-excluded items exist.
+        """
+        k = _check_positive("k", k)
+        q = _as_float32(vector, "vector")
+        if q.ndim != 1 or q.shape[0] != self.dims:
+            raise ValueError(f"vector must have shape ({self.dims},), got {q.shape}")
+        rows = self._ix.search(q, k, self._ef(ef), self._exclude(exclude_ids), True)
+        return [Hit(i, d, _decode_metadata(m)) for i, d, m in rows]
+
+    def search_batch(
+        self,
+        queries: Any,
+        k: int = 10,
+        ef: int | None = None,
+        exclude_ids: Sequence[str] | None = None,
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Search many queries at once on ``threads`` threads.
+
+        Returns ``(ids, distances)``: ``ids[i]`` lists the ids for query ``i`` and
+        ``distances`` is a float32 array of shape ``(len(queries), k)``. A row with fewer
+        than ``k`` matches is padded with ``""`` and ``inf``.
+        """
+        k = _check_positive("k", k)
+        q = _as_float32(queries, "queries")
+        if q.ndim != 2 or q.shape[1] != self.dims:
+            raise ValueError(f"queries must have shape (q, {self.dims}), got {q.shape}")
+        ids, distances = self._ix.search_batch(q, k, self._ef(ef), self._exclude(exclude_ids))
+        return ids, distances
+
+    def get(self, id: str) -> tuple[np.ndarray, dict[str, Any] | bytes | None]:  # noqa: A002
+        """``(vector, metadata)`` of an item; KeyError if absent. Cosine vectors come back
+        normalised (that is how they are stored)."""
+        if not isinstance(id, str):
+            raise KeyError(id)
+        vec, meta = self._ix.get(id)
+        return vec, _decode_metadata(meta)
+
+    def ids(self) -> list[str]:
+        """The ids of every live item."""
+        return self._ix.ids()
+
+    def __len__(self) -> int:
+        return len(self._ix)
+
+    def __contains__(self, id: object) -> bool:  # noqa: A002
+        return isinstance(id, str) and id in self._ix
+
+    def __repr__(self) -> str:
+        s = self._ix.stats()
+        return f"VectorIndex(dims={s['dims']}, distance={s['distance']!r}, count={s['count']})"
+
+    # -- settings and stats ---------------------------------------------------------------
+
+    @property
+    def dims(self) -> int:
+        return self._dims
+
+    @property
+    def distance(self) -> str:
+        return str(self._ix.distance)
+
+    @property
+    def ef_search(self) -> int:
+        return int(self._ix.ef_search)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._ix.set_ef_search(_check_positive("ef_search", value))
+
+    def set_threads(self, threads: int) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be a non-negative integer, got {threads!r}")
+        self._ix.set_threads(threads)
+
+    def stats(self) -> dict[str, Any]:
+        """count, dims, distance, m, ef_construction, ef_search, brute_force_threshold,
+        threads, tombstones (deleted slots awaiting reuse), slots, capacity, rebuilds,
+        graph_failures, graph_built, max_level, memory_bytes, isa."""
+        return dict(self._ix.stats())
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The versioned, checksummed binary form (vectors, ids, metadata and the graph)."""
+        return self._ix.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> VectorIndex:
+        """Load from :meth:`to_bytes` output; ValueError for truncated or corrupt input."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ValueError(f"from_bytes needs bytes, got {type(data).__name__}")
+        return cls._wrap(_native.HnswIndex.from_bytes(data))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically: a temporary file beside ``path``, fsynced, renamed over it."""
+        self._ix.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VectorIndex:
+        """Load a file written by :meth:`save` (no graph rebuild needed)."""
+        p = os.fspath(path)
+        if not os.path.exists(p):
+            raise FileNotFoundError(p)
+        return cls._wrap(_native.HnswIndex.load(p))
+
+
+class SaveCoalescer:
+    """At most one save in flight; any burst of triggers collapses into one more save.
+
+    ``save_fn`` runs on a background thread. ``trigger()`` schedules a save and returns at
+    once; while a save runs, any number of triggers produce exactly one further save.
+    ``flush()`` waits until a save that began after every trigger so far has finished and
+    raises RuntimeError if that save failed. A failing save is counted (``stats()``) and
+    does not stop later ones. ``close()`` flushes and stops the worker.
+    """
+
+    __slots__ = ("_c",)
+
+    def __init__(self, save_fn: Callable[[], object]) -> None:
+        if not callable(save_fn):
+            raise ValueError("save_fn must be callable")
+        self._c = _native.SaveCoalescer(save_fn)
+
+    def trigger(self) -> None:
+        self._c.trigger()
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._c.flush(-1.0 if timeout is None else float(timeout))
+
+    def close(self) -> None:
+        self._c.close()
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._c.stats())

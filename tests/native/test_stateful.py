@@ -1,0 +1,124 @@
+"""A hypothesis state machine drives the index against a numpy brute-force model.
+
+Invariants checked after every step: ids() equals the model; a search returns only live
+ids, at most k, ascending, each with its true distance; at or below brute_force_threshold the
+answer is exactly the brute-force one; k results come back whenever k eligible items exist.
+Rules cover add (new and upsert, with in-batch duplicates), delete, search with exclusions,
+rebuild and a to_bytes/from_bytes round trip (which must answer identically).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from lakehouse import VectorIndex
+
+DIMS = 4
+ID_POOL = [f"id{i}" for i in range(40)]
+
+vec = st.lists(st.integers(-4, 4), min_size=DIMS, max_size=DIMS).filter(lambda v: any(v))
+
+
+def model_distances(model: dict[str, np.ndarray], q: np.ndarray, distance: str) -> dict[str, float]:
+    out = {}
+    for k, v in model.items():
+        a, b = v.astype(np.float64), q.astype(np.float64)
+        if distance == "cosine":
+            out[k] = 1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+        else:
+            out[k] = float(np.linalg.norm(a - b))
+    return out
+
+
+class IndexMachine(RuleBasedStateMachine):
+    distance = "euclidean"
+    threshold = 10**9
+
+    def __init__(self):
+        super().__init__()
+        self.ix = VectorIndex(DIMS, distance=self.distance, m=4, ef_construction=32,
+                              ef_search=64, brute_force_threshold=self.threshold)
+        self.model: dict[str, np.ndarray] = {}
+
+    @rule(items=st.lists(st.tuples(st.sampled_from(ID_POOL), vec), min_size=1, max_size=8))
+    def add(self, items):
+        ids = [i for i, _ in items]
+        vecs = np.array([v for _, v in items], np.float32)
+        new_ids = set(ids) - set(self.model)
+        added, updated = self.ix.add(ids, vecs)
+        for i, v in items:
+            self.model[i] = np.array(v, np.float32)
+        assert added == len(new_ids)
+        assert added + updated == len(set(ids))
+
+    @rule(ids=st.lists(st.sampled_from(ID_POOL), max_size=6))
+    def delete(self, ids):
+        expected = len(set(ids) & set(self.model))
+        assert self.ix.delete(ids) == expected
+        for i in ids:
+            self.model.pop(i, None)
+
+    @rule(q=vec, k=st.integers(1, 12), exclude=st.lists(st.sampled_from(ID_POOL), max_size=10))
+    def search(self, q, k, exclude):
+        qv = np.array(q, np.float32)
+        hits = self.ix.search(qv, k=k, exclude_ids=exclude)
+        eligible = {i: d for i, d in model_distances(self.model, qv, self.distance).items() if i not in set(exclude)}
+        assert len(hits) == min(k, len(eligible))
+        dists = [h.distance for h in hits]
+        assert dists == sorted(dists)
+        for h in hits:
+            assert h.id in eligible
+            assert abs(h.distance - eligible[h.id]) < 1e-4
+        if len(self.model) <= self.threshold:
+            truth = sorted(eligible.values())[:k]
+            np.testing.assert_allclose(dists, truth, atol=1e-4)
+
+    @rule()
+    def rebuild(self):
+        self.ix.rebuild()
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule(q=vec)
+    def round_trip(self, q):
+        clone = VectorIndex.from_bytes(self.ix.to_bytes())
+        qv = np.array(q, np.float32)
+        a = self.ix.search(qv, k=5)
+        b = clone.search(qv, k=5)
+        assert [(h.id, h.distance) for h in a] == [(h.id, h.distance) for h in b]
+        self.ix = clone
+
+    @invariant()
+    def ids_match_model(self):
+        assert sorted(self.ix.ids()) == sorted(self.model)
+        assert len(self.ix) == len(self.model)
+
+
+class ExactEuclidean(IndexMachine):
+    distance = "euclidean"
+    threshold = 10**9
+
+
+class GraphEuclidean(IndexMachine):
+    distance = "euclidean"
+    threshold = 0
+
+
+class GraphCosine(IndexMachine):
+    distance = "cosine"
+    threshold = 3
+
+
+class ExactCosine(IndexMachine):
+    distance = "cosine"
+    threshold = 10**9
+
+
+TestExactEuclidean = ExactEuclidean.TestCase
+TestGraphEuclidean = GraphEuclidean.TestCase
+TestGraphCosine = GraphCosine.TestCase
+TestExactCosine = ExactCosine.TestCase
+for case in (TestExactEuclidean, TestGraphEuclidean, TestGraphCosine, TestExactCosine):
+    case.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
