@@ -104,8 +104,9 @@ def compute_distribution_drift(
     psi = 0.0
     rows = []
     for i in range(len(edges) - 1):
-        e_share = e_counts[i] / e.size
-        a_share = a_counts[i] / a.size
+        # plain Python numbers from here on: the result is serialised as JSON
+        e_share = int(e_counts[i]) / e.size
+        a_share = int(a_counts[i]) / a.size
         ec, ac = max(e_share, EPSILON), max(a_share, EPSILON)
         contrib = (ac - ec) * math.log(ac / ec)
         psi += contrib
@@ -115,8 +116,8 @@ def compute_distribution_drift(
                 "upper": float(edges[i + 1]),
                 "expected_count": int(e_counts[i]),
                 "actual_count": int(a_counts[i]),
-                "expected_share": float(e_share),
-                "actual_share": float(a_share),
+                "expected_share": e_share,
+                "actual_share": a_share,
                 "psi": contrib,
             }
         )

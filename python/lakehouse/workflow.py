@@ -190,7 +190,8 @@ def _lookup(ref: _Ref, outputs: Mapping[str, dict[str, Any]]) -> Any:
 
 
 def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    # msgspec, not orjson: an output may hold integers wider than 64 bits
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 def _resolve_string(text: str, node_ids: set[str], outputs: Mapping[str, dict[str, Any]]) -> Any:
@@ -305,8 +306,8 @@ class ModeServices:
 
     #: lakehouse.clients.matrixd.MatrixdClient
     matrixd: Any = None
-    #: async (request body, trace id) -> chatd /chat answer
-    chat: Callable[[dict[str, Any], str | None], Awaitable[dict[str, Any]]] | None = None
+    #: lakehouse.clients.chatd.ChatdClient
+    chatd: Any = None
     default_model: str = ""
     weak_models: list[str] = field(default_factory=list)
 
@@ -485,16 +486,18 @@ class _ChatInputs(msgspec.Struct, forbid_unknown_fields=True):
     messages: list[_Message] = msgspec.field(default_factory=list)
     max_tokens: int | None = None
     temperature: float | None = None
-    format: str | None = None
+    #: "json" or a JSON schema (passed through to chatd)
+    format: str | dict[str, Any] | None = None
 
 
 async def mode_llm_chat(ctx: ModeContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """One chatd ``/chat`` call: ``prompt`` (the node's or ``inputs.prompt``) as the user turn.
 
-    Output: chatd's answer (``model, provider, content, finish_reason, usage``); with
-    ``format: "json"`` also ``json``, the content parsed (null when it is not JSON).
+    Output: chatd's answer (``model, provider, content, finish_reason, usage``); with a
+    ``format`` (``"json"`` or a schema) also ``json``, the content parsed (null when it is
+    not JSON), so later nodes can refer to ``$node.output.json.<key>``.
     """
-    if ctx.services.chat is None:
+    if ctx.services.chatd is None:
         raise ModeError("llm.chat: no chatd configured")
     req = _typed(inputs, _ChatInputs, "llm.chat")
     messages = []
@@ -506,18 +509,16 @@ async def mode_llm_chat(ctx: ModeContext, inputs: dict[str, Any]) -> dict[str, A
         messages.append({"role": "user", "content": prompt})
     if not messages:
         raise ModeError("llm.chat: no prompt and no messages")
-    body: dict[str, Any] = {
-        "model": req.model or ctx.model or ctx.services.default_model,
-        "messages": messages,
-    }
-    for key in ("max_tokens", "temperature", "format"):
-        if getattr(req, key) is not None:
-            body[key] = getattr(req, key)
-    answer = await ctx.services.chat(body, ctx.trace_id)
-    if not isinstance(answer, dict):
-        raise ModeError("llm.chat: chatd answered something other than an object")
+    answer = await ctx.services.chatd.chat(
+        req.model or ctx.model or ctx.services.default_model,
+        messages,
+        max_tokens=req.max_tokens,
+        temperature=req.temperature,
+        format=req.format,
+        trace_id=ctx.trace_id,
+    )
     out = dict(answer)
-    if req.format == "json":
+    if req.format is not None:
         try:
             out["json"] = orjson.loads(str(answer.get("content", "")))
         except orjson.JSONDecodeError:

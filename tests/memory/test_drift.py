@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given
@@ -52,6 +53,7 @@ def test_hand_computed_psi_with_an_empty_bucket():
     assert (b0["expected_count"], b0["actual_count"], b1["expected_count"], b1["actual_count"]) == (3, 0, 1, 4)
     assert b0["actual_share"] == 0.0  # the reported share is the true one
     assert r["tier"] == "major"
+    msgspec.json.encode(r)  # plain Python numbers only (numpy scalars do not serialise)
 
 
 def test_empty_and_constant_inputs_are_safe():

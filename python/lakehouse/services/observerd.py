@@ -20,13 +20,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
-from ..clients.base import ServiceClient
+from ..clients.chatd import ChatdClient
 from ..clients.matrixd import MatrixdClient
 from ..config import Config
 from ..observer import InboxRequest, InboxTooLarge, ObservedOp, Observer
-from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json, trace_id
+from ..web import APP_CONFIG, ApiError, make_app, read_json, trace_id
 from ..workflow import (
     ModeRegistry,
     ModeServices,
@@ -39,6 +40,13 @@ from ..workflow import (
 )
 
 __all__ = ["create_app", "OBSERVER", "MODES", "SERVICES"]
+
+
+def json_response(data: Any) -> web.Response:
+    """Like :func:`lakehouse.web.json_response`, encoded by msgspec: op metadata and workflow
+    outputs hold whatever JSON a client sent, and only msgspec encodes every integer that its
+    decoder accepts (orjson stops at 64 bits)."""
+    return web.Response(body=msgspec.json.encode(data), content_type="application/json")
 
 OBSERVER: web.AppKey[Observer] = web.AppKey("observer", Observer)
 MODES: web.AppKey[ModeRegistry] = web.AppKey("workflow_modes", ModeRegistry)
@@ -135,15 +143,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
     node_timeout = config.observerd.workflow_node_timeout or None
     # Workflow node timeouts bound these calls; the clients add no shorter limit of their own.
-    matrixd = MatrixdClient(session, config.upstream("observerd", "matrixd"), timeout=node_timeout)
-    chatd = ServiceClient(session, config.upstream("observerd", "chatd"), "chatd", node_timeout)
-
-    async def chat(body: dict[str, Any], tid: str | None) -> dict[str, Any]:
-        return await chatd.post("/chat", body, trace_id=tid)
-
     app[SERVICES] = ModeServices(
-        matrixd=matrixd,
-        chat=chat,
+        matrixd=MatrixdClient(session, config.upstream("observerd", "matrixd"), timeout=node_timeout),
+        chatd=ChatdClient(session, config.upstream("observerd", "chatd"), timeout=node_timeout),
         default_model=config.models.local_fast,
         weak_models=list(config.models.weak_models),
     )
