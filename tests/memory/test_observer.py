@@ -196,3 +196,21 @@ def test_append_log_refuses_newlines_and_counts_skips(tmp_path):
     assert [r for _, r in log.replay(stats)] == [{"a": 1}, {"b": 2}]
     assert (stats.lines, stats.decoded, stats.skipped) == (3, 2, 1)
     assert list(AppendLog(tmp_path / "missing.jsonl").replay()) == []
+
+
+def test_two_processes_appending_never_interleave(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.jsonl"
+    script = (
+        "import sys; from lakehouse.eventlog import AppendLog\n"
+        "log = AppendLog(sys.argv[1])\n"
+        "for i in range(300): log.append({'p': sys.argv[2], 'i': i, 'pad': 'x' * (i * 97 % 20000)})\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(n)]) for n in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    records = [r for _, r in AppendLog(path).replay()]
+    assert len(records) == 900
+    for n in range(3):
+        assert [r["i"] for r in records if r["p"] == str(n)] == list(range(300))

@@ -63,7 +63,8 @@ async def handle_event(request: web.Request) -> web.Response:
 
 
 async def handle_stats(request: web.Request) -> web.Response:
-    return json_response(request.app[OBSERVER].stats())
+    # in a thread: the observer's lock may be held by a log write (an fsync, say)
+    return json_response(await asyncio.to_thread(request.app[OBSERVER].stats))
 
 
 async def handle_health(request: web.Request) -> web.Response:
@@ -101,7 +102,9 @@ async def handle_inbox_list(request: web.Request) -> web.Response:
         except ValueError as exc:
             raise ApiError.bad_request("limit: expected an integer") from exc
     try:
-        msgs = request.app[OBSERVER].inbox(q.get("priority"), q.get("type"), limit)
+        msgs = await asyncio.to_thread(
+            request.app[OBSERVER].inbox, q.get("priority"), q.get("type"), limit
+        )
     except ValueError as exc:
         raise ApiError.bad_request(str(exc)) from exc
     return json_response({"messages": [m.to_json() for m in msgs], "count": len(msgs)})
