@@ -172,8 +172,7 @@ class Trace:
     def matches(self, terms: Sequence[str], tags: Iterable[str]) -> bool:
         if any(t not in self.tags for t in tags):
             return False
-        text = self._text or _search_text(self.content)
-        return all(term in text for term in terms)
+        return all(term in self._text for term in terms)
 
 
 class _TraceRecord(msgspec.Struct, omit_defaults=True):
@@ -350,13 +349,18 @@ class PathwayStore:
         except OSError as exc:
             raise PersistError(exc.errno, f"event log write failed: {exc.strerror or exc}") from exc
 
-    def _apply(self, ev: _Event) -> None:
-        """Apply one event. Used for replay; live changes apply the same way after persisting.
+    def _apply(self, ev: _Event, compacted: bool = False) -> None:
+        """Apply one event: the one place where the state changes, for replay and live alike.
 
         Replay is lenient about history (a trace's predecessor need not exist: history then
         truncates) and strict about identity (a second add of a uid, or a change to an
-        unknown uid, cannot apply).
+        unknown uid, cannot apply). ``compacted``: the content is already validated compact
+        JSON (a live change), so it is not checked again.
         """
+
+        def content_of(raw: msgspec.Raw) -> bytes:
+            return bytes(raw) if compacted else compact_json(bytes(raw))
+
         if ev.op in ("add", "revise"):
             if ev.trace is None:
                 raise ValueError(f"{ev.op} event without a trace")
@@ -364,7 +368,7 @@ class PathwayStore:
             _check_uid(r.uid)
             if r.uid in self._traces:
                 raise ValueError(f"{ev.op} of uid {r.uid!r} which already exists")
-            content = compact_json(bytes(r.content))
+            content = content_of(r.content)
             self._traces[r.uid] = Trace(
                 uid=r.uid,
                 content=content,
@@ -388,7 +392,7 @@ class PathwayStore:
         elif ev.op == "update":
             if not len(ev.content):
                 raise ValueError("update event without content")
-            content = compact_json(bytes(ev.content))
+            content = content_of(ev.content)
             tags = _check_tags(ev.tags)
             at = ev.at_ns if ev.at_ns is not None else self._clock()
             self._traces[ev.uid] = replace(
@@ -404,7 +408,7 @@ class PathwayStore:
     def _commit(self, event: _Event) -> None:
         """Persist then apply (the caller holds the lock and has validated the change)."""
         self._persist(event)
-        self._apply(event)
+        self._apply(event, compacted=True)
 
     # -- operations -------------------------------------------------------------------
 
