@@ -83,3 +83,12 @@ def test_non_loopback_bind_needs_a_token():
     with pytest.raises(ConfigError, match="non-loopback"):
         check_bind("0.0.0.0", cfg.auth)
     check_bind("0.0.0.0", cfg.replace("auth", token="x").auth)
+
+
+def test_dumps_handles_integers_wider_than_64_bits():
+    import json
+
+    from lakehouse.web import dumps
+
+    big = {"n": 2**70, "neg": -(2**80), "nested": [{"x": 10**30}]}
+    assert json.loads(dumps(big)) == big  # orjson itself parses big ints as floats

@@ -124,7 +124,12 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(data: Any) -> bytes:
-    return orjson.dumps(data, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    """JSON bytes via orjson; falls back to msgspec for what orjson refuses but a client can
+    send (integers wider than 64 bits, decoded from a request body and echoed back)."""
+    try:
+        return orjson.dumps(data, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        return msgspec.json.encode(data, enc_hook=_default)
 
 
 def json_response(
