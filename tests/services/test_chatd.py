@@ -355,10 +355,13 @@ BAD_BODIES = [
     b'{"model": "m", "messages": [{"role": "user", "content": 5}]}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}',
+    b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10000000000000000000000}',
+    b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 1e400}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": -1}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "format": "xml"}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "format": 3}',
+    b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "format": {"max": 10000000000000000000000}}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "provider": "ollama"}',
     b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true}',
 ]

@@ -364,3 +364,28 @@ async def test_unreadable_roster_is_a_config_error(aiohttp_client, config, tmp_p
     cfg = config.replace("validatord", roster_path=str(tmp_path / "missing.jsonl"))
     with pytest.raises(ConfigError, match=r"\[validatord\].roster_path"):
         await aiohttp_client(validatord.create_app(cfg))
+
+
+async def test_odd_values_never_produce_a_500(stack):
+    huge = 10**30
+    bodies = [
+        {"kind": "fill", "artifact": {"fills": [{"candidate_id": "W-1", "name": "x"}]},
+         "context": {"target_count": huge}},
+        {"kind": "playbook", "artifact": {**PLAYBOOK, "target_count": huge}},
+        {"kind": "playbook", "artifact": {**PLAYBOOK, "target_count": -huge}},
+        {"kind": "email", "artifact": {"to": ["a"], "body": {"x": huge}}},
+        {"kind": "fill", "artifact": {"fills": [{"candidate_id": "W-1", "name": "x"}], "_context": [huge]}},
+        {"kind": "fill", "artifact": {"fills": [[[[[]]]]]}},
+    ]
+    for body in bodies:
+        r = await stack.client.post("/validate", json=body)
+        assert r.status in (200, 422), (body, await r.text())
+    for raw in [
+        b'{"kind": "fill", "prompt": "x", "max_tokens": 1000000000000000000000000000000}',
+        b'{"kind": "fill", "prompt": "x", "temperature": 1e400}',
+        b'{"kind": "fill", "prompt": "x", "max_iterations": 1.5}',
+        b'{"kind": "fill", "prompt": "x\\ud800"}',
+    ]:
+        r = await stack.client.post("/iterate", data=raw)
+        assert r.status == 400, raw
+    assert stack.ollama.requests == []

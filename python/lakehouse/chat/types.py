@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
+import orjson
 
 __all__ = [
     "ChatError",
     "ChatRequest",
     "ChatResult",
+    "MAX_TOKENS_LIMIT",
     "Message",
     "ProviderDisabled",
     "ProviderNotFound",
@@ -25,6 +27,10 @@ __all__ = [
     "UpstreamFailure",
     "Usage",
 ]
+
+
+#: the largest max_tokens accepted (providers take a 32-bit int; Python ints are unbounded)
+MAX_TOKENS_LIMIT = 2**31 - 1
 
 
 class Message(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,14 +54,19 @@ class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("model: must be a non-empty string")
         if not self.messages:
             raise ValueError("messages: must be a non-empty list")
-        if self.max_tokens is not None and self.max_tokens <= 0:
-            raise ValueError(f"max_tokens: must be positive, got {self.max_tokens}")
+        if self.max_tokens is not None and not 0 < self.max_tokens <= MAX_TOKENS_LIMIT:
+            raise ValueError(f"max_tokens: must be 1..{MAX_TOKENS_LIMIT}, got {self.max_tokens}")
         if self.temperature is not None and (
             not math.isfinite(self.temperature) or self.temperature < 0
         ):
             raise ValueError(f"temperature: must be a finite number >= 0, got {self.temperature}")
         if isinstance(self.format, str) and self.format not in ("", "json"):
             raise ValueError(f'format: must be "json" or a JSON-schema object, got {self.format!r}')
+        if isinstance(self.format, dict):
+            try:
+                orjson.dumps(self.format)  # it goes upstream as JSON: 2**70 would not encode
+            except TypeError as exc:
+                raise ValueError(f"format: not encodable as JSON: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..chat.registry import PROVIDERS
+from ..chat.types import MAX_TOKENS_LIMIT
 from .extract import extract_json
 from .report import Report, ValidationError
 from .session_log import SCHEMA
@@ -97,8 +98,8 @@ class IterateRequest(msgspec.Struct, forbid_unknown_fields=True):
             )
         if not 0 <= self.max_iterations <= max_iterations_cap:
             raise ValueError(f"max_iterations: must be 0..{max_iterations_cap} (0 = default)")
-        if self.max_tokens < 0:
-            raise ValueError("max_tokens: must be >= 0 (0 = default)")
+        if not 0 <= self.max_tokens <= MAX_TOKENS_LIMIT:
+            raise ValueError(f"max_tokens: must be 0..{MAX_TOKENS_LIMIT} (0 = default)")
         if self.temperature is not None and (
             not math.isfinite(self.temperature) or self.temperature < 0
         ):
