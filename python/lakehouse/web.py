@@ -47,6 +47,7 @@ __all__ = [
     "check_bind",
     "mint_trace_id",
     "trace_id",
+    "adopt_trace_id",
 ]
 
 log = logging.getLogger("lakehouse")
@@ -184,17 +185,23 @@ def trace_id(request: web.Request) -> str:
     return request.get(TRACE_ID) or mint_trace_id()
 
 
+def adopt_trace_id(request: web.Request, tid: str) -> None:
+    """Make ``tid`` the request's trace id: it is sent upstream and returned in the header."""
+    request[TRACE_ID] = tid
+
+
 @web.middleware
 async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    tid = request.headers.get(TRACE_HEADER) or mint_trace_id()
-    request[TRACE_ID] = tid
+    request[TRACE_ID] = request.headers.get(TRACE_HEADER) or mint_trace_id()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        exc.headers[TRACE_HEADER] = tid
+        exc.headers[TRACE_HEADER] = request[TRACE_ID]
         raise
     if not response.prepared:
-        response.headers[TRACE_HEADER] = tid
+        # A handler may adopt another id (validatord's /iterate takes the body's trace_id):
+        # the header answers with whatever the request ended up using.
+        response.headers[TRACE_HEADER] = request[TRACE_ID]
     return response
 
 

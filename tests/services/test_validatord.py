@@ -275,9 +275,10 @@ async def test_iterate_chat_timeout_is_504(aiohttp_client, aiohttp_server, confi
 async def test_iterate_trace_id_resolution(stack):
     stack.ollama.rule("fill", GOOD)
     # 1. the body wins over the header
-    out, _ = await stack.iterate(200, headers={TRACE_HEADER: "from-header"}, kind="fill",
-                                 prompt="fill", context=CTX, trace_id="from-body")
+    out, resp = await stack.iterate(200, headers={TRACE_HEADER: "from-header"}, kind="fill",
+                                    prompt="fill", context=CTX, trace_id="from-body")
     assert out["trace_id"] == "from-body"
+    assert resp.headers[TRACE_HEADER] == "from-body"  # header and body agree
     # 2. the header
     out, _ = await stack.iterate(200, headers={TRACE_HEADER: "from-header"}, kind="fill",
                                  prompt="fill", context=CTX)

@@ -37,7 +37,7 @@ from ..validation.report import ValidationError
 from ..validation.session_log import SessionLog
 from ..validation.validators import UnknownKind, grounded_in_roster, validate
 from ..validation.workers import WorkerRoster
-from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json, trace_id
+from ..web import APP_CONFIG, ApiError, adopt_trace_id, json_response, make_app, read_json, trace_id
 
 __all__ = ["CHATD", "ROSTER", "SESSION_LOG", "create_app"]
 
@@ -111,6 +111,7 @@ async def handle_iterate(request: web.Request) -> web.Response:
     roster = request.app[ROSTER]
     # body trace_id, else the header (or the id the trace middleware minted)
     tid = body.trace_id or trace_id(request)
+    adopt_trace_id(request, tid)
 
     def check(artifact: Mapping[str, Any]) -> Any:
         return validate(body.kind, artifact, roster)
