@@ -98,8 +98,37 @@ class GatewayConfig(ServiceSection):
     observerd_url: str = ""
     chatd_url: str = ""
     validatord_url: str = ""
-    #: seconds an upstream may take to answer (0 = no limit; bulk transfers stream)
+    #: seconds an upstream may stay silent (no byte of the answer) before the gateway
+    #: answers 504; 0 = no limit. A long transfer that keeps moving is never cut.
     upstream_timeout: float = 300.0
+    #: seconds to open a connection to an upstream (then 502)
+    connect_timeout: float = 5.0
+    #: pooled keep-alive connections to all upstreams together (0 = no limit); requests
+    #: beyond it wait for a free connection
+    max_connections: int = 512
+    # Langfuse tracing is on when LANGFUSE_URL, LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY
+    # are all set in the environment; it never slows or fails a request.
+    #: Langfuse: events per batch POST
+    langfuse_batch_size: int = 50
+    #: Langfuse: seconds before a partial batch is sent
+    langfuse_flush_interval: float = 2.0
+    #: Langfuse: events waiting at most; more are dropped (and counted), never waited for
+    langfuse_queue_size: int = 10_000
+    #: Langfuse: seconds one batch POST may take
+    langfuse_timeout: float = 5.0
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if not self.upstream_timeout >= 0:
+            raise ConfigError(f"[{section}].upstream_timeout: must be >= 0")
+        for name in ("connect_timeout", "langfuse_flush_interval", "langfuse_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
+        if self.max_connections < 0:
+            raise ConfigError(f"[{section}].max_connections: must be >= 0")
+        for name in ("langfuse_batch_size", "langfuse_queue_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
 
 
 @dataclass(frozen=True)

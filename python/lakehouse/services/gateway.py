@@ -1,0 +1,323 @@
+"""gateway (:3110): the edge. Proxies ``/v1/<x>`` to its daemon's ``/<x>`` (contract 1.3-1.5, 2).
+
+Routes:
+- ``GET /health`` (local, always open).
+- ``* /v1/<prefix>[/...]`` -> the daemon that owns ``<prefix>`` (see :data:`ROUTES`), with
+  ``/v1`` stripped and the path (still percent-encoded, exactly as received) and query string
+  kept. Method, headers (minus hop-by-hop ones), status and body pass unchanged in both
+  directions; bodies stream, so a 1 GiB storage PUT never sits in the gateway's memory and
+  the gateway's own body cap does not apply (each daemon enforces its own).
+- Anything else under ``/v1`` -> 404 JSON. A path with a ``.`` or ``..`` segment -> 400.
+
+Upstream failures: not reachable -> 502 naming the daemon; no answer within
+``[gateway].upstream_timeout`` seconds of silence -> 504. Once an answer has started to
+stream, a failure can only cut the connection (the client sees a short body).
+
+Auth (ADR-003 / ADR-006) and trace ids come from :func:`lakehouse.web.make_app`; the gateway
+sends ``X-Lakehouse-Trace-Id`` to every upstream and returns it, and forwards the client's
+``Authorization`` header (every daemon enforces the same ``[auth]``). It appends the client
+address to ``X-Forwarded-For``; note that the daemons see the gateway's own address, so an
+``[auth].allowed_ips`` list must include it (``lakehouse doctor`` warns when it does not).
+
+Langfuse tracing (:mod:`lakehouse.langfuse`) is on when the ``LANGFUSE_*`` variables are set.
+
+Performance: one :class:`aiohttp.ClientSession` for the app, a keep-alive pool of
+``[gateway].max_connections``, no cookie jar, no decompression; answers up to
+:data:`BUFFER_LIMIT` bytes with a known length are relayed in one write.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from ..config import Config
+from ..langfuse import LangfuseBatcher, LangfuseSettings
+from ..web import APP_CONFIG, TRACE_HEADER, ApiError, make_app, trace_id
+
+__all__ = ["create_app", "ROUTES", "SESSION", "LANGFUSE"]
+
+log = logging.getLogger("lakehouse.gateway")
+
+#: first path segment after ``/v1`` -> the daemon serving it (contract 1.1 and 2).
+#: ``/v1/<x>`` and ``/v1/<x>/...`` both go to the daemon, as ``/<x>`` and ``/<x>/...``.
+ROUTES: dict[str, str] = {
+    "storage": "storaged",
+    "catalog": "catalogd",
+    "ingest": "ingestd",
+    "sql": "queryd",
+    "vectors": "vectord",
+    "embed": "embedd",
+    "pathway": "pathwayd",
+    "matrix": "matrixd",
+    "observer": "observerd",
+    "chat": "chatd",
+    "validate": "validatord",
+    "iterate": "validatord",
+}
+
+#: RFC 9110 section 7.6.1 connection-specific headers, plus those the proxy sets itself
+#: (Host: the upstream's; Expect: the gateway already answered 100-continue to the client).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "expect",
+    }
+)
+#: response headers replaced rather than copied (aiohttp computes them for the relay)
+_RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+
+#: answers with a known length up to this size are read whole and relayed in one write;
+#: longer or unknown-length answers stream chunk by chunk
+BUFFER_LIMIT = 256 * 1024
+
+UPSTREAMS: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("upstreams", dict)
+SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
+LANGFUSE: web.AppKey[LangfuseBatcher] = web.AppKey("langfuse", LangfuseBatcher)
+DAEMON: web.RequestKey[str] = web.RequestKey("daemon", str)
+
+
+def _drop_set(headers: CIMultiDict[str] | object, base: frozenset[str]) -> frozenset[str]:
+    """``base`` plus any header named in a ``Connection`` header (also hop-by-hop)."""
+    conn = headers.get("Connection")  # type: ignore[attr-defined]
+    if not conn:
+        return base
+    return base | {name.strip().lower() for name in conn.split(",")}
+
+
+def _request_headers(request: web.Request, tid: str) -> CIMultiDict[str]:
+    src = request.headers
+    drop = _drop_set(src, HOP_BY_HOP)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in src.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    out[TRACE_HEADER] = tid
+    forwarded = src.get("X-Forwarded-For")
+    remote = request.remote or "unknown"
+    out["X-Forwarded-For"] = f"{forwarded}, {remote}" if forwarded else remote
+    return out
+
+
+def _response_headers(upstream: aiohttp.ClientResponse, tid: str) -> CIMultiDict[str]:
+    src = upstream.headers
+    drop = _drop_set(src, _RESPONSE_DROP)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in src.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    out[TRACE_HEADER] = tid
+    return out
+
+
+def _target(request: web.Request) -> tuple[str, URL]:
+    """The daemon and the upstream URL for a ``/v1/...`` request (ApiError when none)."""
+    tail = request.match_info["tail"]  # decoded, without the leading "/v1/"
+    segment = tail.split("/", 1)[0]
+    upstream = request.app[UPSTREAMS].get(segment)
+    raw_path = request.rel_url.raw_path
+    if upstream is None or not raw_path.startswith("/v1/"):
+        raise ApiError.not_found(
+            f"no route for /v1/{segment}: the gateway serves /v1/ followed by one of "
+            + ", ".join(ROUTES)
+        )
+    if "." in tail and any(part in (".", "..") for part in tail.split("/")):
+        raise ApiError.bad_request("path must not contain '.' or '..' segments")
+    daemon, base = upstream
+    url = base + raw_path[3:]
+    query = request.rel_url.raw_query_string
+    if query:
+        url = f"{url}?{query}"
+    return daemon, URL(url, encoded=True)
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    """Relay one ``/v1/...`` request to its daemon and the answer back, streaming bodies."""
+    daemon, url = _target(request)
+    request[DAEMON] = daemon
+    tid = trace_id(request)
+    session = request.app[SESSION]
+    body = request.content if request.body_exists else None
+    try:
+        async with session.request(
+            request.method,
+            url,
+            headers=_request_headers(request, tid),
+            data=body,
+            allow_redirects=False,
+        ) as upstream:
+            headers = _response_headers(upstream, tid)
+            length = upstream.content_length
+            if request.method != "HEAD" and length is not None and length <= BUFFER_LIMIT:
+                payload = await upstream.read()
+                return web.Response(
+                    status=upstream.status, reason=upstream.reason, headers=headers, body=payload
+                )
+            return await _stream_back(request, upstream, headers, daemon)
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise ApiError.upstream(
+            f"{daemon} did not accept a connection at {url.origin()} "
+            f"within {request.app[APP_CONFIG].gateway.connect_timeout:g} s"
+        ) from exc
+    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        limit = request.app[APP_CONFIG].gateway.upstream_timeout
+        raise ApiError(504, f"{daemon} did not answer within {limit:g} s") from exc
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or str(exc.os_error)
+        raise ApiError.upstream(f"{daemon} is unreachable at {url.origin()}: {reason}") from exc
+    except aiohttp.ClientError as exc:
+        raise ApiError.upstream(f"{daemon} failed: {exc or type(exc).__name__}") from exc
+
+
+async def _stream_back(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    headers: CIMultiDict[str],
+    daemon: str,
+) -> web.StreamResponse:
+    length = upstream.content_length
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    if length is not None:
+        response.content_length = length
+    await response.prepare(request)
+    try:
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # The status line is gone: all that is left is to cut the connection so the client
+        # sees a short body rather than a complete-looking one.
+        log.warning("%s: answer to %s %s broke off: %r", daemon, request.method, request.path, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+# -- Langfuse ---------------------------------------------------------------------------------
+
+
+def _langfuse_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        batcher = request.app.get(LANGFUSE)
+        if batcher is None or request.path == "/health":
+            return await handler(request)
+        start = time.time()
+        status = 499  # stays so when the client goes away mid-request
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except ApiError as exc:
+            status = exc.status
+            raise
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            batcher.record_request(
+                trace_id=trace_id(request),
+                method=request.method,
+                path=request.path,
+                status=status,
+                start=start,
+                end=time.time(),
+                daemon=request.get(DAEMON),
+            )
+
+    return middleware
+
+
+def _langfuse_ctx(
+    settings: LangfuseSettings,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        section = app[APP_CONFIG].gateway
+        batcher = LangfuseBatcher(
+            settings,
+            batch_size=section.langfuse_batch_size,
+            flush_interval=section.langfuse_flush_interval,
+            queue_size=section.langfuse_queue_size,
+            timeout=section.langfuse_timeout,
+        )
+        await batcher.start()
+        app[LANGFUSE] = batcher
+        log.info("langfuse tracing to %s", settings.url)
+        try:
+            yield
+        finally:
+            await batcher.close()
+
+    return ctx
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    section = app[APP_CONFIG].gateway
+    connector = aiohttp.TCPConnector(
+        limit=section.max_connections,
+        limit_per_host=0,
+        # below aiohttp servers' 75 s, so the gateway, not the daemon, closes idle sockets
+        keepalive_timeout=30.0,
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=section.connect_timeout,
+            sock_read=section.upstream_timeout or None,
+        ),
+        # a proxy relays bytes: no decompression, no cookie jar, no headers of its own
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+        read_bufsize=256 * 1024,
+    )
+    app[SESSION] = session
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+def create_app(config: Config) -> web.Application:
+    """The gateway application for ``config`` (its ``[gateway]`` and ``[auth]`` sections).
+
+    Langfuse tracing is enabled from the environment (``LANGFUSE_URL``,
+    ``LANGFUSE_PUBLIC_KEY``, ``LANGFUSE_SECRET_KEY``) when all three are set.
+    """
+    settings = LangfuseSettings.from_env()
+    app = make_app(
+        "gateway", config, middlewares=[_langfuse_middleware()] if settings else None
+    )
+    app[UPSTREAMS] = {
+        segment: (daemon, config.upstream("gateway", daemon)) for segment, daemon in ROUTES.items()
+    }
+    app.cleanup_ctx.append(_session_ctx)
+    if settings is not None:
+        app.cleanup_ctx.append(_langfuse_ctx(settings))
+    app.router.add_route("*", r"/v1/{tail:[\s\S]*}", proxy)
+    return app
