@@ -16,6 +16,8 @@
 #include "lakehouse/distance.h"
 #include "lakehouse/format.h"
 #include "lakehouse/index.h"
+#include "lakehouse/playbook.h"  // playbook block
+#include "lakehouse/role.h"      // playbook block
 #include "lakehouse/save_coalescer.h"
 #include "lakehouse/thread_pool.h"
 
@@ -298,4 +300,70 @@ PYBIND11_MODULE(_native, m) {
           py::arg("data"))
       .def("save", &Index::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
       .def_static("load", &Index::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
+
+  // ---- playbook boost / inject and the role gate (lakehouse/playbook.py wraps these) ----
+  m.def("role_normalize", [](const std::string& role) { return role_normalize(role); },
+        py::arg("role"));
+  m.def("role_equal", [](const std::string& a, const std::string& b) { return role_equal(a, b); },
+        py::arg("a"), py::arg("b"));
+  m.def(
+      "apply_playbook",
+      [](std::vector<std::string> result_ids, std::vector<std::string> result_corpora,
+         const FloatArray& result_distances, std::vector<std::string> hit_answer_ids,
+         std::vector<std::string> hit_answer_corpora,
+         const py::array_t<double, py::array::c_style | py::array::forcecast>& hit_scores,
+         const FloatArray& hit_distances, std::vector<std::string> hit_roles,
+         std::string query_role, std::vector<std::string> exclude_ids, double max_distance,
+         double max_inject_distance, std::size_t k, std::vector<std::size_t> vetoed_hits) {
+        if (result_distances.ndim() != 1 || hit_distances.ndim() != 1 || hit_scores.ndim() != 1) {
+          throw std::invalid_argument("distances and scores must be 1-d arrays");
+        }
+        PlaybookInput in;
+        in.result_ids = std::move(result_ids);
+        in.result_corpora = std::move(result_corpora);
+        in.result_distances.assign(result_distances.data(),
+                                   result_distances.data() + result_distances.shape(0));
+        in.hit_answer_ids = std::move(hit_answer_ids);
+        in.hit_answer_corpora = std::move(hit_answer_corpora);
+        in.hit_scores.assign(hit_scores.data(), hit_scores.data() + hit_scores.shape(0));
+        in.hit_distances.assign(hit_distances.data(), hit_distances.data() + hit_distances.shape(0));
+        in.hit_roles = std::move(hit_roles);
+        in.query_role = std::move(query_role);
+        in.exclude_ids = std::move(exclude_ids);
+        in.max_distance = max_distance;
+        in.max_inject_distance = max_inject_distance;
+        in.k = k;
+        in.vetoed_hits = std::move(vetoed_hits);
+        PlaybookOutcome out;
+        {
+          py::gil_scoped_release release;
+          out = apply_playbook(in);
+        }
+        const std::size_t n = out.rows.size();
+        py::list result_index(n), hit_index(n), sources(n);
+        py::array_t<float> distances(n);
+        float* d = distances.mutable_data();
+        for (std::size_t i = 0; i < n; ++i) {
+          result_index[i] = out.rows[i].result_index;
+          hit_index[i] = out.rows[i].hit_index;
+          sources[i] = result_source_name(out.rows[i].source);
+          d[i] = out.rows[i].distance;
+        }
+        py::dict counts;
+        counts["hits"] = out.counts.hits;
+        counts["boosted"] = out.counts.boosted;
+        counts["injected"] = out.counts.injected;
+        counts["rejected_role"] = out.counts.rejected_role;
+        counts["vetoed"] = out.counts.vetoed;
+        counts["excluded"] = out.counts.excluded;
+        return py::make_tuple(std::move(result_index), std::move(hit_index), std::move(distances),
+                              std::move(sources), out.inject_candidates, std::move(counts));
+      },
+      py::arg("result_ids"), py::arg("result_corpora"), py::arg("result_distances"),
+      py::arg("hit_answer_ids"), py::arg("hit_answer_corpora"), py::arg("hit_scores"),
+      py::arg("hit_distances"), py::arg("hit_roles"), py::arg("query_role"),
+      py::arg("exclude_ids"), py::arg("max_distance"), py::arg("max_inject_distance"),
+      py::arg("k"), py::arg("vetoed_hits"),
+      "Playbook boost + inject (see lakehouse/playbook.h); private, use lakehouse.playbook.");
+  // ---- end of the playbook block ----
 }

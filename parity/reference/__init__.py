@@ -1,0 +1,1 @@
+"""Pure-Python twins of the native core, operation for operation (no lakehouse._native)."""
