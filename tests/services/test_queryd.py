@@ -316,3 +316,17 @@ def test_no_sql_text_produces_an_unexpected_error(engine, text):
 
     with contextlib.suppress(QueryRefused, QueryFailed, QueryTimeout, ResultTooLarge):
         engine.execute(text, timeout=2.0)
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+async def test_names_needing_escapes(request, aiohttp_server, config, backend):
+    """A name with a quote and a space: URL-escaped in the key, quoted as a view name."""
+    cfg = request.getfixturevalue("s3_config") if backend == "s3" else config
+    stack = await start_data_stack(aiohttp_server, cfg, refresh_every=3600.0)
+    try:
+        answer = await stack.ingest.ingest("o'brien \"crew\"", b"x\n1\n2\n")
+        assert answer["key"].startswith("datasets/o%27brien%20%22crew%22/")
+        result = await stack.query.sql('SELECT sum(x) AS s FROM "o\'brien ""crew"""')
+        assert result["rows"] == [[3]]
+    finally:
+        await stack.session.close()

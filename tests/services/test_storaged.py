@@ -136,6 +136,20 @@ async def test_put_cap_while_streaming(aiohttp_client, any_config):
     assert r.status == 200 and (await r.json())["size"] == 50_000
 
 
+async def test_truncated_body_is_400_and_nothing_written(aiohttp_client, config, caplog):
+    client = await aiohttp_client(create_app(config))
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"PUT /storage/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 1000)
+    await writer.drain()
+    writer.write_eof()  # the client goes away 1,000 bytes into 100,000
+    head = await asyncio.wait_for(reader.read(200), 10)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 400") or head == b""  # answered 400, or just closed
+    await asyncio.sleep(0.2)
+    assert open_store(config).list().items == []
+    assert not [r for r in caplog.records if "unhandled error" in r.getMessage()]
+
+
 async def test_fifth_concurrent_put_is_503(aiohttp_client, config):
     client = await aiohttp_client(create_app(config))
     release = asyncio.Event()

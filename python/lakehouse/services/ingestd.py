@@ -79,7 +79,10 @@ async def _spool(request: web.Request, limit: int, dest: Path) -> int:
     if ctype in RAW_TYPES:
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, f"CSV of {request.content_length} bytes is over the {limit}-byte cap")
-        return await _copy(request.content.iter_chunked(CHUNK), limit, dest)
+        try:
+            return await _copy(request.content.iter_chunked(CHUNK), limit, dest)
+        except aiohttp.ClientPayloadError as exc:
+            raise ApiError.bad_request(f"request body ended early: {exc}") from exc
     raise ApiError(
         415, f"unsupported Content-Type {ctype!r}: send multipart/form-data or text/csv"
     )

@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from ..config import Config
@@ -127,6 +128,9 @@ async def put_object(request: web.Request) -> web.Response:
                 if buffer:
                     await asyncio.to_thread(writer.write, bytes(buffer))
                 info = await asyncio.to_thread(writer.commit)
+            except aiohttp.ClientPayloadError as exc:
+                writer.abort()
+                raise ApiError.bad_request(f"request body ended early: {exc}") from exc
             except BaseException:
                 writer.abort()  # quick and synchronous: safe even while being cancelled
                 raise
