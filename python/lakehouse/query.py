@@ -12,7 +12,8 @@ where the location is a local path or ``s3://bucket/key`` (httpfs, loaded from t
 1. Before running anything, the SQL is parsed by DuckDB itself (``extract_statements``):
    exactly one statement, of type SELECT (``SELECT``, ``WITH``, ``VALUES``, ``FROM x``,
    ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``). INSERT / UPDATE / DELETE, CREATE / DROP / ALTER,
-   COPY, ATTACH / DETACH, INSTALL / LOAD, SET / RESET / USE / PRAGMA, CALL, EXPORT, PREPARE,
+   COPY, ATTACH / DETACH, INSTALL / LOAD, SET / RESET / USE / PRAGMA, CALL, EXPORT / IMPORT,
+   PREPARE,
    transactions and EXPLAIN are refused. The statement's syntax tree
    (``json_serialize_sql``) is then walked and every table function must be on a short
    allow-list (``range``, ``generate_series``, ``unnest`` and the ``duckdb_*`` catalog
@@ -144,7 +145,9 @@ def check_read_only(sql: str, conn: duckdb.DuckDBPyConnection) -> str:
     if not sql.strip():
         raise QueryRefused("empty SQL")
     try:
-        statements = duckdb.extract_statements(sql)
+        # On the locked connection, never the module-level function: parsing IMPORT DATABASE
+        # reads files, and only the locked connection refuses that.
+        statements = conn.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryFailed(str(exc)) from exc
     if not statements:

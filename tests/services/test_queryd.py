@@ -107,6 +107,8 @@ REFUSED = {
     "PRAGMA version": "PRAGMA",
     "CALL pragma_version()": "CALL",
     "EXPORT DATABASE '/tmp/lakehouse-export'": "EXPORT",
+    # parsing IMPORT reads <dir>/schema.sql: the locked connection refuses even that
+    "IMPORT DATABASE '/tmp'": "Permission",
     "BEGIN TRANSACTION": "TRANSACTION",
     "PREPARE p AS SELECT 1": "PREPARE",
     "EXPLAIN SELECT 1": "EXPLAIN",
