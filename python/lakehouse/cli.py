@@ -15,6 +15,9 @@ from .config import ConfigError
 #: name -> ("module:function", one-line help). The function takes the remaining argv.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("lakehouse.cli:serve_main", "run one daemon in the foreground"),
+    "up": ("lakehouse.stack:main", "run the whole stack (or --only some daemons) until Ctrl-C"),
+    "doctor": ("lakehouse.doctor:main", "show what is configured and what is reachable"),
+    "config": ("lakehouse.configfile:main", "print the effective configuration (--example: defaults)"),
     "gen-roster": ("lakehouse.roster:main", "write a synthetic staffing roster as CSV"),
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),

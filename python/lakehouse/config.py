@@ -106,8 +106,8 @@ class GatewayConfig(ServiceSection):
     #: pooled keep-alive connections to all upstreams together (0 = no limit); requests
     #: beyond it wait for a free connection
     max_connections: int = 512
-    # Langfuse tracing is on when LANGFUSE_URL, LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY
-    # are all set in the environment; it never slows or fails a request.
+    #: Langfuse tracing is on when LANGFUSE_URL, LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY
+    #: are all set in the environment; it never slows or fails a request.
     #: Langfuse: events per batch POST
     langfuse_batch_size: int = 50
     #: Langfuse: seconds before a partial batch is sent
@@ -321,10 +321,15 @@ class ValidatordConfig(ServiceSection):
 class AuthConfig:
     """ADR-003 / ADR-006: bearer token plus an IP allow-list; an empty token disables auth."""
 
+    #: the primary bearer token; "" = read it from the variable named by token_env.
+    #: Prefer the environment: a token in this file is readable by whoever reads the file.
     token: str = ""
+    #: environment variable holding the primary token (ADR-006)
     token_env: str = "AUTH_TOKEN"
+    #: more tokens accepted alongside the primary, for rotation without downtime
     secondary_tokens: list[str] = field(default_factory=list)
-    #: CIDRs; empty = any address (when a token is set)
+    #: client addresses allowed, as CIDRs; empty = any address (when a token is set).
+    #: Daemons behind the gateway see the gateway's address: include it (127.0.0.1/32).
     allowed_ips: list[str] = field(default_factory=list)
 
     def validate(self, section: str) -> None:

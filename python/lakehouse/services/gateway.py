@@ -29,6 +29,7 @@ Performance: one :class:`aiohttp.ClientSession` for the app, a keep-alive pool o
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -178,7 +179,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         limit = request.app[APP_CONFIG].gateway.upstream_timeout
         raise ApiError(504, f"{daemon} did not answer within {limit:g} s") from exc
     except aiohttp.ClientConnectorError as exc:
-        reason = exc.os_error.strerror or str(exc.os_error)
+        err = exc.os_error
+        reason = os.strerror(err.errno).lower() if err.errno else str(err)
         raise ApiError.upstream(f"{daemon} is unreachable at {url.origin()}: {reason}") from exc
     except aiohttp.ClientError as exc:
         raise ApiError.upstream(f"{daemon} failed: {exc or type(exc).__name__}") from exc

@@ -1,0 +1,225 @@
+"""What the gateway adds: the same requests sent to an upstream directly and through the gateway.
+
+    python -m bench.gateway_overhead                     # concurrency 1, 10, 50; 5 s each
+    python -m bench.gateway_overhead --duration 10 --concurrency 10
+
+The upstream is a minimal aiohttp app in its own process answering ``POST /matrix/search``
+with a fixed ~2 KiB JSON body (the size of a k=10 matrix answer), so the figures measure
+the proxy hop, not a daemon's work. The gateway is ``lakehouse serve gateway`` in another
+process with ``matrixd_url`` pointing at the upstream. The load generator is a closed loop
+of keep-alive connections on raw asyncio protocols (requests prepared in advance), in this
+process. Prints requests/second, p50 and p99 for both paths and the added latency, and
+writes ``bench/results/gateway_overhead.json``.
+
+On a small machine the three processes share the cores: read the figures as "the cost of
+one extra local hop", not as a capacity figure for either side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "bench" / "results" / "gateway_overhead.json"
+BODY = json.dumps({"query_text": "forklift operator with OSHA-30 in Milwaukee", "corpora": ["workers"], "k": 10}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the fake upstream (runs in a child process) -----------------------------------------------
+
+
+def serve_fake(port: int) -> None:
+    from aiohttp import web
+
+    answer = json.dumps(
+        {
+            "results": [
+                {"id": f"w-{i:05d}", "corpus": "workers", "distance": 0.1 * i, "source": "retrieval",
+                 "metadata": {"role": "Forklift Operator", "city": "Milwaukee", "state": "WI",
+                              "certifications": ["OSHA-30", "Forklift"], "rating": 4.5}}
+                for i in range(10)
+            ],
+            "per_corpus": {"workers": 10},
+            "metadata_filter_dropped": 0,
+        }
+    ).encode()
+
+    async def search(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=answer, content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": "matrixd"})
+
+    app = web.Application()
+    app.router.add_post("/matrix/search", search)
+    app.router.add_get("/health", health)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# -- the load generator ------------------------------------------------------------------------
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.need = -1
+        self.status = 0
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.need < 0:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end])
+            self.status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            self.need = end + 4 + length
+        if len(self.buf) >= self.need:
+            del self.buf[: self.need]
+            self.need = -1
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(self.status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(str(exc)))
+
+    async def send(self, data: bytes) -> int:
+        self.waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(data)
+        return await self.waiter
+
+
+async def load(port: int, path: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
+    loop = asyncio.get_running_loop()
+    latencies: list[int] = []
+    errors = 0
+    start = time.perf_counter() + warmup
+    stop = start + duration
+
+    async def one() -> None:
+        nonlocal errors
+        _, conn = await loop.create_connection(_Conn, "127.0.0.1", port)
+        while (now := time.perf_counter()) < stop:
+            t0 = time.perf_counter_ns()
+            status = await conn.send(request)
+            t1 = time.perf_counter_ns()
+            if now >= start:
+                if status == 200:
+                    latencies.append(t1 - t0)
+                else:
+                    errors += 1
+        assert conn.transport is not None
+        conn.transport.close()
+
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1e6, 3)
+
+    return {
+        "requests": len(latencies),
+        "rps": round(len(latencies) / duration, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "errors": errors,
+    }
+
+
+def wait_health(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="1,10,50", help="comma-separated levels")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_fake:
+        serve_fake(args.serve_fake)
+        return 0
+
+    fake_port, gw_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env["LAKEHOUSE_GATEWAY_MATRIXD_URL"] = f"http://127.0.0.1:{fake_port}"
+    env["LAKEHOUSE_LOG_LEVEL"] = "WARNING"
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "bench.gateway_overhead", "--serve-fake", str(fake_port)], cwd=ROOT),
+        subprocess.Popen(
+            [sys.executable, "-m", "lakehouse", "serve", "gateway", "--port", str(gw_port),
+             "--config", os.devnull],
+            env=env,
+        ),
+    ]
+    try:
+        wait_health(fake_port)
+        wait_health(gw_port)
+        rows = []
+        for c in [int(x) for x in args.concurrency.split(",")]:
+            direct = asyncio.run(load(fake_port, "/matrix/search", c, args.warmup, args.duration))
+            via = asyncio.run(load(gw_port, "/v1/matrix/search", c, args.warmup, args.duration))
+            rows.append({"concurrency": c, "direct": direct, "gateway": via,
+                         "added_p50_ms": round(via["p50_ms"] - direct["p50_ms"], 3)})
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+    print(f"{'conc':>5} {'direct rps':>11} {'p50':>7} {'p99':>7} {'gateway rps':>12} {'p50':>7} {'p99':>7} {'+p50 ms':>8}")
+    for r in rows:
+        d, g = r["direct"], r["gateway"]
+        print(f"{r['concurrency']:>5} {d['rps']:>11} {d['p50_ms']:>7} {d['p99_ms']:>7} "
+              f"{g['rps']:>12} {g['p50_ms']:>7} {g['p99_ms']:>7} {r['added_p50_ms']:>8}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                               "duration_s": args.duration, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m lakehouse``: the same as the ``lakehouse`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
