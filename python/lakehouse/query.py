@@ -261,6 +261,8 @@ class QueryEngine:
             "autoload_known_extensions": False,
         }
         if store.backend == "s3":
+            if s3 is None:
+                raise ValueError("an S3 store needs its [s3] settings (s3=config.s3)")
             ext = httpfs_extension_dir()
             if ext is None:
                 raise RuntimeError(
@@ -271,8 +273,7 @@ class QueryEngine:
         if temp_dir is not None:
             Path(temp_dir).mkdir(parents=True, exist_ok=True)
             self._db.execute(f"SET temp_directory = {_literal(str(temp_dir))}")
-        if store.backend == "s3":
-            assert s3 is not None
+        if s3 is not None and store.backend == "s3":
             self._db.execute("LOAD httpfs")
             self._db.execute(self._secret_sql(s3))
         allowed = store.uri_prefix(DATASETS_PREFIX)

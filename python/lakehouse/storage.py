@@ -330,18 +330,24 @@ class ObjectStore(ABC):
 
     def put_bytes(self, key: str, data: bytes, *, max_bytes: int | None = None) -> ObjectInfo:
         """Store ``data`` under ``key`` atomically."""
-        with self.open_writer(key, max_bytes=max_bytes) as w:
-            w.write(data)
-        assert w.info is not None
-        return w.info
+        writer = self.open_writer(key, max_bytes=max_bytes)
+        try:
+            writer.write(data)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit()
 
     def put_file(self, key: str, fileobj: BinaryIO, *, max_bytes: int | None = None) -> ObjectInfo:
         """Stream an open binary file into ``key`` atomically."""
-        with self.open_writer(key, max_bytes=max_bytes) as w:
+        writer = self.open_writer(key, max_bytes=max_bytes)
+        try:
             while chunk := fileobj.read(CHUNK):
-                w.write(chunk)
-        assert w.info is not None
-        return w.info
+                writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit()
 
     def get_bytes(self, key: str) -> bytes:
         """The whole object (ObjectNotFound when absent)."""

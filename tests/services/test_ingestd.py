@@ -368,3 +368,16 @@ async def test_200mb_csv_streams_in_bounded_memory(tmp_path):
             p.terminate()
             p.wait(timeout=30)
         os.sync()
+
+
+async def test_long_ingests_log_progress(local_stack, monkeypatch, caplog):
+    from lakehouse.services import ingestd
+
+    monkeypatch.setattr(ingestd, "PROGRESS_EVERY", 0.0)  # every batch is "long enough"
+    caplog.set_level("INFO", logger="lakehouse.ingestd")
+    big = b"a,b\n" + b"1,hello\n" * 300_000  # 2.4 MB: a few 1 MiB batches per pass
+    await local_stack.ingest.ingest("progress", big, multipart=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "lakehouse.ingestd"]
+    assert any("1/2 inferring the schema" in m for m in lines)
+    assert any("2/2 writing Parquet" in m for m in lines)
+    assert any("300000 rows" in m for m in lines)
