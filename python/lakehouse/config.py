@@ -233,6 +233,33 @@ class MatrixdConfig(ServiceSection):
     vectord_url: str = ""
     queryd_url: str = ""
     playbook_corpus: str = "playbook_memory"
+    #: seconds one judge-gate call may take; a slower judge rejects (fail-closed)
+    judge_timeout: float = 10.0
+    #: seconds one corpus search (and the playbook search) may take before the search is a 502
+    search_timeout: float = 30.0
+    #: seconds an embed call may take (embedd's own limit is 60 s)
+    embed_timeout: float = 90.0
+    #: largest k and per_corpus_k a search may ask for
+    max_k: int = 1000
+    #: most entries one /matrix/playbooks/bulk request may carry
+    max_bulk_entries: int = 10_000
+    #: corpus builder: rows per embed + add batch when the request names none
+    corpus_batch_size: int = 256
+    #: corpus builder: rows fetched from queryd per page (below [queryd].max_rows)
+    corpus_page_rows: int = 10_000
+    #: corpus builder: finished jobs remembered for GET /matrix/corpus/build/{job}
+    corpus_jobs_kept: int = 100
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        for name in ("judge_timeout", "search_timeout", "embed_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
+        for name in ("max_k", "max_bulk_entries", "corpus_batch_size", "corpus_page_rows", "corpus_jobs_kept"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
+        if not self.playbook_corpus.strip():
+            raise ConfigError(f"[{section}].playbook_corpus: must not be empty")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,68 @@
+"""What every matrix operation needs: the upstream clients and the [matrixd] settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import aiohttp
+import numpy as np
+
+from ..clients.base import UpstreamError
+from ..clients.embedd import EmbeddClient
+from ..clients.queryd import QuerydClient
+from ..clients.vectord import VectordClient
+from ..config import Config, MatrixdConfig
+from ..web import ApiError
+
+__all__ = ["MatrixContext", "upstream_failure"]
+
+T = TypeVar("T")
+
+
+def upstream_failure(what: str, exc: Exception) -> ApiError:
+    """A 502 naming the step that failed (the contract's fail-loud rule)."""
+    return ApiError(502, f"{what}: {exc}")
+
+
+@dataclass
+class MatrixContext:
+    session: aiohttp.ClientSession
+    embedd: EmbeddClient
+    vectord: VectordClient
+    queryd: QuerydClient
+    settings: MatrixdConfig
+    weak_models: list[str]
+    #: corpus name -> dimension, for playbook corpora this process created or checked
+    known_dims: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, session: aiohttp.ClientSession, config: Config) -> MatrixContext:
+        s = config.matrixd
+        return cls(
+            session=session,
+            embedd=EmbeddClient(session, config.upstream("matrixd", "embedd"), timeout=s.embed_timeout),
+            vectord=VectordClient(session, config.upstream("matrixd", "vectord")),
+            queryd=QuerydClient(session, config.upstream("matrixd", "queryd")),
+            settings=s,
+            weak_models=list(config.models.weak_models),
+        )
+
+    async def embed(self, texts: list[str], model: str, trace_id: str | None) -> tuple[str, np.ndarray]:
+        """``(model, vectors)``; any embedd failure is a 502 (the reference's ErrEmbed)."""
+        try:
+            name, _, vectors = await self.embedd.embed(texts, model or None, trace_id=trace_id)
+        except UpstreamError as exc:
+            raise upstream_failure("embed failed", exc) from None
+        return name, vectors
+
+    async def timed(self, aw: Awaitable[T], what: str) -> T:
+        """``aw`` under [matrixd].search_timeout; a timeout is an UpstreamError like any other."""
+        try:
+            return await asyncio.wait_for(aw, self.settings.search_timeout)
+        except TimeoutError:
+            raise UpstreamError(
+                "vectord", None, f"{what} timed out after {self.settings.search_timeout}s"
+            ) from None

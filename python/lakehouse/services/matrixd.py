@@ -1,0 +1,165 @@
+"""matrixd (:3218): multi-corpus retrieval and the playbook learning loop, contract section 9.
+
+Routes (docs/matrix.md has every shape, default and decision):
+- ``POST /matrix/search``            retrieve + merge + exclude + metadata filter + playbook
+  boost / inject (role gate, judge gate) -> ``{results, per_corpus, metadata_filter_dropped,
+  playbook}``; 400 for a bad request, 502 when a corpus or embedd fails
+- ``POST /matrix/playbooks/record``  ``{query_text, answer_id, answer_corpus, score, tags?,
+  role?, playbook_corpus?, model?}`` -> ``{playbook_id, playbook_corpus}``
+- ``POST /matrix/playbooks/bulk``    ``{entries: [...], playbook_corpus?}`` -> per-entry results
+- ``POST /matrix/relevance``         ``{focus, chunks, threshold?}`` -> scored chunks
+- ``POST /matrix/downgrade``         ``{mode, model, forced_mode?, ...}`` -> ``{mode, ...}``
+- ``GET  /matrix/corpora``           vectord's index list
+- ``POST /matrix/corpus/build``      SQL on queryd -> embedd -> a vectord index;
+  ``GET /matrix/corpus/build`` lists jobs, ``GET /matrix/corpus/build/{job_id}`` one job
+
+The logic lives in :mod:`lakehouse.matrix`; this file decodes bodies and wires routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from ..clients.base import UpstreamError
+from ..config import Config
+from ..matrix import corpus, downgrade, playbooks, relevance, retrieve
+from ..matrix.context import MatrixContext, upstream_failure
+from ..matrix.types import (
+    BulkRequest,
+    CorpusBuildRequest,
+    DowngradeRequest,
+    RecordRequest,
+    RelevanceRequest,
+    SearchRequest,
+)
+from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json, trace_id
+
+__all__ = ["create_app", "MATRIX", "CORPUS_JOBS"]
+
+MATRIX: web.AppKey[MatrixContext] = web.AppKey("matrix", MatrixContext)
+CORPUS_JOBS: web.AppKey[corpus.CorpusJobs] = web.AppKey("corpus_jobs", corpus.CorpusJobs)
+
+
+async def handle_search(request: web.Request) -> web.Response:
+    body = await read_json(request, SearchRequest)
+    return json_response(await retrieve.search(request.app[MATRIX], body, trace_id(request)))
+
+
+async def handle_record(request: web.Request) -> web.Response:
+    body = await read_json(request, RecordRequest)
+    return json_response(await playbooks.record(request.app[MATRIX], body, trace_id(request)))
+
+
+async def handle_bulk(request: web.Request) -> web.Response:
+    body = await read_json(request, BulkRequest)
+    return json_response(await playbooks.record_bulk(request.app[MATRIX], body, trace_id(request)))
+
+
+async def handle_relevance(request: web.Request) -> web.Response:
+    body = await read_json(request, RelevanceRequest)
+    threshold = relevance.DEFAULT_RELEVANCE_THRESHOLD if body.threshold is None else body.threshold
+    if threshold != threshold or threshold in (float("inf"), float("-inf")):
+        raise ApiError.bad_request("threshold must be a finite number")
+    focus = relevance.Focus(
+        body.focus.path, body.focus.defined_symbols, body.focus.imported_symbols, body.focus.content
+    )
+    chunks = [relevance.Chunk(c.text, c.source, c.doc_id) for c in body.chunks]
+    # CPU work proportional to the body (4 MiB at most): off the event loop.
+    scored = await asyncio.to_thread(relevance.filter_chunks, focus, chunks, threshold)
+
+    def row(s: relevance.Scored) -> dict:
+        out = {"index": s.index, "source": s.chunk.source, "text": s.chunk.text, "score": s.score}
+        if s.chunk.doc_id:
+            out["doc_id"] = s.chunk.doc_id
+        out["signals"] = s.signals
+        return out
+
+    return json_response(
+        {
+            "threshold": threshold,
+            "kept": [row(s) for s in scored if s.kept],
+            "dropped": [row(s) for s in scored if not s.kept],
+        }
+    )
+
+
+async def handle_downgrade(request: web.Request) -> web.Response:
+    body = await read_json(request, DowngradeRequest)
+    weak = request.app[MATRIX].weak_models if body.weak_models is None else body.weak_models
+    try:
+        decision = downgrade.decide(
+            body.mode,
+            body.model,
+            forced_mode=body.forced_mode,
+            force_full_enrichment=body.force_full_enrichment,
+            weak_models=weak,
+        )
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
+    return json_response(decision.to_json())
+
+
+async def handle_corpora(request: web.Request) -> web.Response:
+    ctx = request.app[MATRIX]
+    try:
+        indexes = await ctx.vectord.list(trace_id=trace_id(request))
+    except UpstreamError as exc:
+        raise upstream_failure("vectord", exc) from None
+    return json_response({"corpora": [i.get("name") for i in indexes], "indexes": indexes})
+
+
+async def handle_build(request: web.Request) -> web.Response:
+    body = await read_json(request, CorpusBuildRequest)
+    jobs = request.app[CORPUS_JOBS]
+    job = await jobs.start(body, trace_id(request))
+    if not body.wait:
+        return json_response(job.to_json(), status=202)
+    # shielded: a client that goes away does not cancel the build
+    if job.task is not None:
+        await asyncio.shield(job.task)
+    if job.status == "failed":
+        raise ApiError(job.error_status, f"corpus build {job.job_id}: {job.error}")
+    return json_response(job.to_json())
+
+
+async def handle_jobs(request: web.Request) -> web.Response:
+    return json_response({"jobs": request.app[CORPUS_JOBS].list()})
+
+
+async def handle_job(request: web.Request) -> web.Response:
+    return json_response(request.app[CORPUS_JOBS].get(request.match_info["job_id"]).to_json())
+
+
+async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[APP_CONFIG]
+    # Per-call limits are set by each client call; none for the session as a whole.
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+    ctx = MatrixContext.from_config(session, config)
+    app[MATRIX] = ctx
+    app[CORPUS_JOBS] = corpus.CorpusJobs(ctx)
+    try:
+        yield
+    finally:
+        await app[CORPUS_JOBS].close()
+        await session.close()
+
+
+def create_app(config: Config) -> web.Application:
+    """The matrixd application for ``config`` (its ``[matrixd]`` and ``[models]`` sections)."""
+    app = make_app("matrixd", config)
+    app.cleanup_ctx.append(_matrix_ctx)
+    r = app.router
+    r.add_post("/matrix/search", handle_search)
+    r.add_get("/matrix/corpora", handle_corpora)
+    r.add_post("/matrix/relevance", handle_relevance)
+    r.add_post("/matrix/downgrade", handle_downgrade)
+    r.add_post("/matrix/playbooks/record", handle_record)
+    r.add_post("/matrix/playbooks/bulk", handle_bulk)
+    r.add_post("/matrix/corpus/build", handle_build)
+    r.add_get("/matrix/corpus/build", handle_jobs)
+    r.add_get("/matrix/corpus/build/{job_id}", handle_job)
+    return app
