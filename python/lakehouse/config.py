@@ -187,6 +187,26 @@ class VectordConfig(ServiceSection):
     port: int = DAEMON_PORTS["vectord"]
     #: a 10,000 x 768 add in JSON is about 150 MiB
     max_body_bytes: int = 512 * MiB
+    #: seconds between the starts of two saves of one index: writes in between ride on the
+    #: next save (a crash loses at most this plus one save's duration of acknowledged writes)
+    save_min_interval: float = 1.0
+    #: seconds POST /vectors/index/{name}/save waits for the save before answering 504
+    save_timeout: float = 300.0
+    #: threads running searches off the event loop (0 = 2 x CPU cores, at least 4)
+    search_threads: int = 0
+    #: threads running adds, deletes, merges and large-body decoding
+    write_threads: int = 2
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if not self.save_min_interval >= 0:
+            raise ConfigError(f"[{section}].save_min_interval: must be >= 0")
+        if not self.save_timeout > 0:
+            raise ConfigError(f"[{section}].save_timeout: must be positive")
+        if not 0 <= self.search_threads <= 256:
+            raise ConfigError(f"[{section}].search_threads: must be 0..256")
+        if not 1 <= self.write_threads <= 64:
+            raise ConfigError(f"[{section}].write_threads: must be 1..64")
 
 
 @dataclass(frozen=True)
