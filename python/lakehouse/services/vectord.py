@@ -1,0 +1,374 @@
+"""vectord (:3215): named vector indexes over the native core, persisted (contract section 7).
+
+Routes (docs/vectord.md has the shapes, defaults and decisions):
+- ``POST   /vectors/index``                 create ``{name, dimension, distance?, m?,
+  ef_search?, ef_construction?}`` -> 201 with the index info; 400 bad params, 409 taken
+- ``GET    /vectors/index``                 ``{indexes: [info...]}``
+- ``GET    /vectors/index/{name}``          info + core stats + persistence counters
+- ``DELETE /vectors/index/{name}``          the index and its saved object
+- ``POST   /vectors/index/{name}/add``      ``{items: [{id, vector, metadata?}]}`` ->
+  ``{added, updated}``; all or nothing, errors name the failing item
+- ``POST   /vectors/index/{name}/search``   ``{vector | vectors, k?, ef?, exclude_ids?}`` ->
+  ``{results: [{id, distance, metadata?}]}`` (a list of lists for ``vectors``)
+- ``POST   /vectors/index/{name}/delete``   ``{ids}`` -> ``{deleted}``
+- ``GET    /vectors/index/{name}/items/{id}`` -> ``{id, vector, metadata?}``
+- ``POST   /vectors/index/{src}/merge``     ``{dest, clear_source?}`` -> counts
+- ``POST   /vectors/index/{name}/save``     returns once the index is durable
+
+Every mutation schedules a coalesced save to ``_vectors/<name>.lhv`` and answers without
+waiting for it. Native calls (searches, adds) run on two bounded thread pools, one for reads
+and one for writes, so a long add never queues searches behind it; the core releases the GIL.
+Metadata is kept as the client's raw JSON bytes and written back into answers unparsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+import numpy as np
+import orjson
+from aiohttp import web
+
+from ..config import Config
+from ..storage import open_store, put_limit
+from ..vectors import (
+    IndexExists,
+    IndexNotFound,
+    IndexParams,
+    ItemNotFound,
+    NamedIndex,
+    SaveFailed,
+    VectorRegistry,
+    decode_vectors,
+    is_empty_object,
+)
+from ..web import APP_CONFIG, ApiError, decode_json, json_response, make_app
+
+__all__ = ["create_app", "VECTORD", "Vectord"]
+
+log = logging.getLogger("lakehouse.vectord")
+T = TypeVar("T")
+
+#: bodies up to this size are decoded on the event loop; larger ones on a write thread
+INLINE_DECODE_BYTES = 256 << 10
+#: a single search over at most this many stored floats (count x dims) runs on the event
+#: loop: an exact scan of 64k floats takes a few microseconds, less than a thread hop
+INLINE_SEARCH_FLOATS = 1 << 16
+
+
+@dataclass
+class Vectord:
+    """The daemon's state: the registry and the pools native calls run on."""
+
+    registry: VectorRegistry
+    reads: ThreadPoolExecutor
+    writes: ThreadPoolExecutor
+    save_timeout: float
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.reads, fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.writes, fn, *args)
+
+
+VECTORD: web.AppKey[Vectord] = web.AppKey("vectord", Vectord)
+
+
+# -- request bodies ---------------------------------------------------------------------
+
+
+class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    dimension: int
+    distance: str = "cosine"
+    m: int = 16
+    ef_search: int = 64
+    ef_construction: int = 200
+
+
+class AddItem(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    # Raw: decoded row by row into one float32 array (decode_vectors), never kept as lists.
+    vector: msgspec.Raw
+    # Raw: stored as the client's JSON bytes. Absent or null keeps, {} clears.
+    metadata: msgspec.Raw = msgspec.Raw()
+
+
+class AddRequest(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[AddItem]
+
+
+class SearchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    vector: list[float] | None = None
+    vectors: list[list[float]] | None = None
+    k: int = 10
+    ef: int | None = None
+    exclude_ids: list[str] | None = None
+
+
+class DeleteItemsRequest(msgspec.Struct, forbid_unknown_fields=True):
+    ids: list[str]
+
+
+class MergeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    dest: str
+    clear_source: bool = False
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _state(request: web.Request) -> Vectord:
+    return request.app[VECTORD]
+
+
+def _index(request: web.Request, name: str | None = None) -> NamedIndex:
+    name = request.match_info["name"] if name is None else name
+    try:
+        return request.app[VECTORD].registry.get(name)
+    except IndexNotFound as exc:
+        raise ApiError.not_found(str(exc)) from None
+
+
+def _metadata_out(meta: Any) -> Any:
+    # vectord stores metadata as raw JSON bytes: emit them as they came, unparsed.
+    return orjson.Fragment(meta) if isinstance(meta, bytes) else meta
+
+
+def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for h in hits:
+        # float32 so the distance prints as the reference's float32 does (0.1234567).
+        row: dict[str, Any] = {"id": h.id, "distance": np.float32(h.distance)}
+        if h.metadata is not None:  # the reference's `metadata,omitempty`
+            row["metadata"] = _metadata_out(h.metadata)
+        out.append(row)
+    return out
+
+
+def _metadata_in(raw: msgspec.Raw) -> dict[str, Any] | bytes | None:
+    data = bytes(raw)
+    if not data or data == b"null":
+        return None  # keep what the item has
+    if is_empty_object(data):
+        return {}  # clear it
+    return data
+
+
+def parse_add(data: bytes, dims: int) -> tuple[list[str], np.ndarray, list[Any]]:
+    """Decode and validate an add body: ``(ids, vectors, metadata)``; ApiError 400 naming the
+    failing item. Runs on a write thread for large bodies (row by row, see decode_vectors)."""
+    body = decode_json(data, AddRequest)
+    ids = []
+    for i, item in enumerate(body.items):
+        if not item.id:
+            raise ApiError.bad_request(f"item {i}: empty id")
+        ids.append(item.id)
+    try:
+        vectors = decode_vectors([item.vector for item in body.items], dims)
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
+    metadata = [_metadata_in(item.metadata) for item in body.items]
+    return ids, vectors, metadata
+
+
+# -- handlers ---------------------------------------------------------------------------
+
+
+async def handle_create(request: web.Request) -> web.Response:
+    body = decode_json(await request.read(), CreateRequest)
+    params = IndexParams(
+        body.name, body.dimension, body.distance, body.m, body.ef_search, body.ef_construction
+    )
+    try:
+        entry = _state(request).registry.create(params)
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
+    except IndexExists as exc:
+        raise ApiError.conflict(str(exc)) from None
+    return json_response(entry.params(), status=201)
+
+
+async def handle_list(request: web.Request) -> web.Response:
+    return json_response({"indexes": [e.params() for e in _state(request).registry.indexes()]})
+
+
+async def handle_info(request: web.Request) -> web.Response:
+    return json_response(_index(request).info())
+
+
+async def handle_drop(request: web.Request) -> web.Response:
+    state = _state(request)
+    name = request.match_info["name"]
+    try:
+        # Blocking: waits for a save in flight, then removes the object.
+        await state.write(state.registry.drop, name)
+    except IndexNotFound as exc:
+        raise ApiError.not_found(str(exc)) from None
+    except SaveFailed as exc:
+        raise ApiError(503, str(exc)) from None
+    return json_response({"name": name, "deleted": True})
+
+
+async def handle_add(request: web.Request) -> web.Response:
+    state = _state(request)
+    entry = _index(request)
+    data = await request.read()
+    if len(data) <= INLINE_DECODE_BYTES:
+        ids, vectors, metadata = parse_add(data, entry.index.dims)
+    else:
+        ids, vectors, metadata = await state.write(parse_add, data, entry.index.dims)
+    del data
+    if not ids:
+        return json_response({"added": 0, "updated": 0})
+    try:
+        added, updated = await state.write(entry.add, ids, vectors, metadata)
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
+    return json_response({"added": added, "updated": updated})
+
+
+async def handle_search(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = decode_json(await request.read(), SearchRequest)
+    entry = _index(request)
+    if (body.vector is None) == (body.vectors is None):
+        raise ApiError.bad_request("give exactly one of 'vector' (one query) or 'vectors' (a batch)")
+    try:
+        if body.vector is not None:
+            with np.errstate(over="ignore"):  # 1e39 -> inf, which the core rejects
+                query = np.asarray(body.vector, dtype=np.float32)
+            if len(entry) * entry.index.dims <= INLINE_SEARCH_FLOATS:
+                # Cheaper than the hop to a thread and back.
+                hits = entry.search(query, body.k, body.ef, body.exclude_ids)
+            else:
+                hits = await state.read(entry.search, query, body.k, body.ef, body.exclude_ids)
+            return json_response({"results": _hits_json(hits)})
+        dims = entry.index.dims
+        for i, row in enumerate(body.vectors or []):
+            if len(row) != dims:
+                raise ValueError(f"vectors[{i}] has {len(row)} dimensions, index {entry.name!r} has {dims}")
+        with np.errstate(over="ignore"):
+            queries = np.asarray(body.vectors, dtype=np.float32).reshape(-1, dims)
+        rows = await state.read(entry.search_batch, queries, body.k, body.ef, body.exclude_ids)
+        return json_response({"results": [_hits_json(r) for r in rows]})
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
+
+
+async def handle_delete_items(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = decode_json(await request.read(), DeleteItemsRequest)
+    entry = _index(request)
+    deleted = await state.write(entry.delete, body.ids)
+    return json_response({"deleted": deleted})
+
+
+async def handle_get_item(request: web.Request) -> web.Response:
+    entry = _index(request)
+    item = request.match_info["id"]
+    try:
+        vector, metadata = entry.get(item)
+    except ItemNotFound as exc:
+        raise ApiError.not_found(str(exc)) from None
+    out: dict[str, Any] = {"id": item, "vector": vector}
+    if metadata is not None:
+        out["metadata"] = _metadata_out(metadata)
+    return json_response(out)
+
+
+async def handle_merge(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = decode_json(await request.read(), MergeRequest)
+    source = request.match_info["name"]
+    try:
+        if source == body.dest:
+            raise ValueError(f"cannot merge index {source!r} into itself")
+        _index(request)
+        _index(request, body.dest)
+        result = await state.write(state.registry.merge, source, body.dest, body.clear_source)
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
+    except IndexNotFound as exc:  # dropped while the merge ran
+        raise ApiError.not_found(str(exc)) from None
+    return json_response(result.to_json())
+
+
+async def handle_save(request: web.Request) -> web.Response:
+    state = _state(request)
+    entry = _index(request)
+    # On the write pool would queue behind adds; flush only waits (GIL released).
+    try:
+        await asyncio.to_thread(entry.flush, state.save_timeout)
+    except SaveFailed as exc:
+        raise ApiError(504 if exc.timed_out else 503, str(exc)) from None
+    return json_response(
+        {"name": entry.name, "saved": True, "count": len(entry), **entry.persistence()}
+    )
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+def _search_threads(configured: int) -> int:
+    return configured or max(4, 2 * (os.cpu_count() or 1))
+
+
+async def _vectord_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[APP_CONFIG]
+    section = config.vectord
+    store = await asyncio.to_thread(open_store, config)
+    registry = VectorRegistry(
+        store,
+        save_min_interval=section.save_min_interval,
+        max_object_bytes=put_limit(config.storaged, "_vectors/"),
+    )
+    try:
+        loaded = await asyncio.to_thread(registry.load_all)
+    except BaseException:
+        await asyncio.to_thread(store.close)
+        raise
+    if loaded:
+        log.info("vectord: loaded %d index(es): %s", len(loaded), ", ".join(loaded))
+    state = Vectord(
+        registry=registry,
+        reads=ThreadPoolExecutor(_search_threads(section.search_threads), "vectord-read"),
+        writes=ThreadPoolExecutor(section.write_threads, "vectord-write"),
+        save_timeout=section.save_timeout,
+    )
+    app[VECTORD] = state
+    try:
+        yield
+    finally:
+        # A clean shutdown saves everything acknowledged so far.
+        await asyncio.to_thread(registry.close)
+        state.reads.shutdown(wait=True)
+        state.writes.shutdown(wait=True)
+        await asyncio.to_thread(store.close)
+
+
+def create_app(config: Config) -> web.Application:
+    """The vectord application for ``config`` (its ``[vectord]`` section; objects go through
+    the store ``[storaged]`` describes)."""
+    app = make_app("vectord", config)
+    app.cleanup_ctx.append(_vectord_ctx)
+    r = app.router
+    r.add_post("/vectors/index", handle_create)
+    r.add_get("/vectors/index", handle_list)
+    r.add_get("/vectors/index/{name}", handle_info)
+    r.add_delete("/vectors/index/{name}", handle_drop)
+    r.add_post("/vectors/index/{name}/add", handle_add)
+    r.add_post("/vectors/index/{name}/search", handle_search)
+    r.add_post("/vectors/index/{name}/delete", handle_delete_items)
+    r.add_get("/vectors/index/{name}/items/{id:.+}", handle_get_item)
+    r.add_post("/vectors/index/{name}/merge", handle_merge)
+    r.add_post("/vectors/index/{name}/save", handle_save)
+    return app
