@@ -21,6 +21,7 @@ import pytest
 from hypothesis import strategies as st
 
 from conftest import free_port
+from lakehouse.clients.base import UpstreamError
 from lakehouse.clients.embedd import EmbeddClient
 from lakehouse.clients.matrixd import MatrixdClient
 from lakehouse.clients.vectord import VectordClient
@@ -798,3 +799,24 @@ def test_no_request_body_produces_a_500(tmp_path):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+async def test_client_record_bulk_corpora_search(stack):
+    client = MatrixdClient(stack.session, str(stack.client.make_url("")).rstrip("/"))
+    text = "client round trip"
+    e = await stack.embed(text)
+    await _workers(stack, e)
+    rec = await client.record(text, "w-9", "workers", 1.0, role="Forklift Operator", tags=["t"], playbook_corpus="playbook_c")
+    assert rec["playbook_corpus"] == "playbook_c" and len(rec["playbook_id"]) == 32
+    bulk = await client.record_bulk(
+        [{"query_text": "b", "answer_id": "w-1", "answer_corpus": "workers", "score": 0.5}, {"query_text": ""}],
+        playbook_corpus="playbook_c",
+    )
+    assert (bulk["recorded"], bulk["failed"]) == (1, 1)
+    assert set(await client.corpora()) == {"workers", "playbook_c"}
+    answer = await client.search({"query_text": text, "corpora": ["workers"], "k": 2, "use_playbook": True,
+                                  "playbook_corpus": "playbook_c", "query_role": "forklift operators"})
+    assert answer["results"][0]["id"] == "w-9"
+    with pytest.raises(UpstreamError) as info:
+        await client.record("", "a", "c", 1.0)
+    assert info.value.status == 400

@@ -227,10 +227,26 @@ async def test_rows_without_id_or_text_are_skipped(env):
     assert status == 200 and job["rows_skipped"] == 2 and job["added"] == 8, job
 
 
+async def test_client_build_and_poll(env):
+    from lakehouse.clients.matrixd import MatrixdClient
+
+    async with aiohttp.ClientSession() as session:
+        client = MatrixdClient(session, str(env.client.make_url("")).rstrip("/"))
+        job = await client.build_corpus("c1", "SELECT * FROM workers LIMIT 20", "worker_id", text_columns=["role", "city"], wait=False)
+        for _ in range(200):
+            report = await client.corpus_job(job["job_id"])
+            if report["status"] != "running":
+                break
+            await asyncio.sleep(0.05)
+        assert report["status"] == "done" and report["added"] == 20
+        done = await client.build_corpus("c1", "SELECT * FROM workers LIMIT 20", "worker_id", text_template="{role}", replace=True, batch_size=7)
+        assert done["status"] == "done" and done["added"] == 20 and done["batches"] == 3
+        assert "c1" in await client.corpora()
+
+
 async def test_queryd_down_is_502(env):
     from conftest import free_port
 
     client = await env.make(queryd_url=f"http://127.0.0.1:{free_port()}")
     status, err = await post(client, "/matrix/corpus/build", {"name": "x", "sql": "SELECT 1 AS a", "id_column": "a", "text_columns": ["a"]})
     assert status == 502 and "queryd" in err["error"]["message"]
-    _ = aiohttp  # the session type is used through env
