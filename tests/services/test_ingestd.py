@@ -381,3 +381,33 @@ async def test_long_ingests_log_progress(local_stack, monkeypatch, caplog):
     assert any("1/2 inferring the schema" in m for m in lines)
     assert any("2/2 writing Parquet" in m for m in lines)
     assert any("300000 rows" in m for m in lines)
+
+
+async def test_no_csv_produces_a_500(local_stack):
+    """Fuzz: random small CSV-ish bodies are ingested (200) or refused (400), never a 500."""
+    import random
+
+    rng = random.Random(1)
+    pieces = [b"a", b"1", b"-2.5", b"true", b",", b"\n", b"\r\n", b'"', b"x y", b"\xff", b"\xc3\xa9", b"", b"2024-01-01", b"007"]
+    for i in range(300):
+        body = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
+        status, _ = await _post(local_stack, {"name": f"fuzz{i}"}, data=body, headers={"Content-Type": "text/csv"})
+        assert status in (200, 400), (body, status)
+
+
+def test_check_utf8_across_chunk_boundaries(tmp_path):
+    from lakehouse.ingest import check_utf8
+
+    ok = tmp_path / "ok.csv"
+    ok.write_bytes(b"a\n" + b"x" * ((1 << 20) - 3) + "é".encode() + b"\nb\n")  # é straddles 1 MiB
+    check_utf8(ok)
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"a\n" + b"x\n" * (1 << 19) + b"y\n\xffz\n")
+    with pytest.raises(CsvError) as exc:
+        check_utf8(bad)
+    assert exc.value.line == (1 << 19) + 3
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(b"a\nb\n\xc3")
+    with pytest.raises(CsvError, match="ends inside a character") as exc:
+        check_utf8(cut)
+    assert exc.value.line == 3

@@ -275,3 +275,20 @@ async def test_one_gib_put_and_get_stream_in_bounded_memory(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_no_key_produces_a_500(aiohttp_client, config):
+    """Fuzz: random keys (controls, escapes, unicode, dots, slashes) are 200, 400 or 409."""
+    import random
+    from urllib.parse import quote
+
+    client = await aiohttp_client(create_app(config))
+    rng = random.Random(0)
+    alphabet = ["a", "b", "/", ".", "..", "%", " ", "?", "#", "\x00", "\n", "\t", "\x7f", "é", "ø", "-", "_", "~", "+", "\\", ".lh-tmp-"]
+    for _ in range(300):
+        key = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        url = URL(str(client.make_url("/storage/")) + quote(key, safe="/"), encoded=True)
+        for method in ("PUT", "GET", "DELETE"):
+            r = await client.session.request(method, url, data=b"x" if method == "PUT" else None)
+            assert r.status in (200, 400, 404, 405, 409), (method, key, r.status)
+            await r.read()
