@@ -6,7 +6,9 @@
 The upstream is a minimal aiohttp app in its own process answering ``POST /matrix/search``
 with a fixed ~2 KiB JSON body (the size of a k=10 matrix answer), so the figures measure
 the proxy hop, not a daemon's work. The gateway is ``lakehouse serve gateway`` in another
-process with ``matrixd_url`` pointing at the upstream. The load generator is a closed loop
+process with ``matrixd_url`` pointing at the upstream. Besides latency and throughput it
+reports the CPU time each request costs the upstream (direct) and the gateway process (via
+the gateway), read from /proc: that figure holds up on a busy machine, the others do not. The load generator is a closed loop
 of keep-alive connections on raw asyncio protocols (requests prepared in advance), in this
 process. Prints requests/second, p50 and p99 for both paths and the added latency, and
 writes ``bench/results/gateway_overhead.json``.
@@ -158,6 +160,24 @@ async def load(port: int, path: str, concurrency: int, warmup: float, duration: 
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, port: int, path: str, c: int, warmup: float, duration: float) -> dict[str, Any]:
+    """One load run, plus the CPU the process ``pid`` spent per request (µs)."""
+    before = cpu_seconds(pid)
+    result = asyncio.run(load(port, path, c, warmup, duration))
+    spent = cpu_seconds(pid) - before
+    # the warm-up requests also cost CPU: spread over every request sent, counted or not
+    sent = result["requests"] * (warmup + duration) / duration
+    result["cpu_us_per_request"] = round(1e6 * spent / max(1.0, sent), 1)
+    return result
+
+
 def wait_health(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -200,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_health(gw_port)
         rows = []
         for c in [int(x) for x in args.concurrency.split(",")]:
-            direct = asyncio.run(load(fake_port, "/matrix/search", c, args.warmup, args.duration))
-            via = asyncio.run(load(gw_port, "/v1/matrix/search", c, args.warmup, args.duration))
+            direct = measured(procs[0].pid, fake_port, "/matrix/search", c, args.warmup, args.duration)
+            via = measured(procs[1].pid, gw_port, "/v1/matrix/search", c, args.warmup, args.duration)
             rows.append({"concurrency": c, "direct": direct, "gateway": via,
                          "added_p50_ms": round(via["p50_ms"] - direct["p50_ms"], 3)})
     finally:
@@ -209,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             p.terminate()
         for p in procs:
             p.wait(10)
-    print(f"{'conc':>5} {'direct rps':>11} {'p50':>7} {'p99':>7} {'gateway rps':>12} {'p50':>7} {'p99':>7} {'+p50 ms':>8}")
+    print(f"{'conc':>5} {'direct rps':>11} {'p50':>7} {'p99':>7} {'cpu us':>7} "
+          f"{'gateway rps':>12} {'p50':>7} {'p99':>7} {'cpu us':>7} {'+p50 ms':>8}")
     for r in rows:
         d, g = r["direct"], r["gateway"]
-        print(f"{r['concurrency']:>5} {d['rps']:>11} {d['p50_ms']:>7} {d['p99_ms']:>7} "
-              f"{g['rps']:>12} {g['p50_ms']:>7} {g['p99_ms']:>7} {r['added_p50_ms']:>8}")
+        print(f"{r['concurrency']:>5} {d['rps']:>11} {d['p50_ms']:>7} {d['p99_ms']:>7} {d['cpu_us_per_request']:>7} "
+              f"{g['rps']:>12} {g['p50_ms']:>7} {g['p99_ms']:>7} {g['cpu_us_per_request']:>7} {r['added_p50_ms']:>8}")
+    print("cpu us: CPU time per request of the upstream (direct) and of the gateway process (via)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

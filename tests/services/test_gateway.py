@@ -603,3 +603,84 @@ async def test_a_dead_or_slow_langfuse_never_slows_requests(
     t0 = time.monotonic()
     await client.close()  # shutdown is bounded by langfuse_timeout too
     assert time.monotonic() - t0 < 3
+
+
+# -- 1 GiB through a gateway process (slow) -----------------------------------------------
+
+COUNTING_UPSTREAM = """
+import hashlib, sys
+from aiohttp import web
+async def put(request):
+    digest, size = hashlib.sha256(), 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response({"size": size, "sha256": digest.hexdigest()})
+async def health(request):
+    return web.json_response({"status": "ok", "service": "storaged"})
+app = web.Application()
+app.router.add_put("/storage/{key:.+}", put)
+app.router.add_get("/health", health)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+async def test_a_1_gib_put_streams_through_a_gateway_process(tmp_path):
+    import subprocess
+    import sys
+
+    from lakehouse.stack import health
+
+    up_port, gw_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env["LAKEHOUSE_GATEWAY_STORAGED_URL"] = f"http://127.0.0.1:{up_port}"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", COUNTING_UPSTREAM, str(up_port)]),
+        subprocess.Popen(
+            [sys.executable, "-m", "lakehouse", "serve", "gateway", "--port", str(gw_port), "--config", os.devnull],
+            env=env,
+        ),
+    ]
+    try:
+        for port in (up_port, gw_port):
+            deadline = time.monotonic() + 30
+            while await asyncio.to_thread(health, f"http://127.0.0.1:{port}") is None:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        rss_before = _peak_rss_mib(procs[1].pid)
+        block = os.urandom(1 << 20)
+        digest = hashlib.sha256()
+        total = 1 << 30
+
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(total >> 20):
+                digest.update(block)
+                yield block
+
+        t0 = time.monotonic()
+        async with aiohttp.ClientSession() as session, session.put(
+            f"http://127.0.0.1:{gw_port}/v1/storage/_vectors/big.lhv",
+            data=body(),
+            headers={"Content-Length": str(total)},
+        ) as r:
+            assert r.status == 200, await r.text()
+            seen = await r.json()
+        elapsed = time.monotonic() - t0
+        assert seen == {"size": total, "sha256": digest.hexdigest()}
+        peak = _peak_rss_mib(procs[1].pid)
+        print(f"1 GiB via the gateway in {elapsed:.1f} s; gateway peak RSS {rss_before:.0f} -> {peak:.0f} MiB")
+        assert peak - rss_before < 64, (rss_before, peak)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
