@@ -533,6 +533,7 @@ BAD_SEARCHES = [
     ({"query_text": "x"}, "corpora"),
     ({"query_text": "x", "corpora": []}, "corpora"),
     ({"query_text": "x", "corpora": [""]}, "empty name"),
+    ({"query_text": "x", "corpora": [f"c{i}" for i in range(65)]}, "at most 64"),
     ({"corpora": ["w"]}, "query"),
     ({"query_text": "   ", "corpora": ["w"]}, "query"),
     ({"query": "x", "corpora": ["w"]}, "query"),  # the renamed field fails loudly

@@ -41,6 +41,8 @@ __all__ = ["DEFAULT_K", "DEFAULT_PLAYBOOK_TOP_K", "search"]
 
 DEFAULT_K = 10
 DEFAULT_PLAYBOOK_TOP_K = 3
+#: distinct corpora one search may fan out to (each is one vectord request)
+MAX_CORPORA = 64
 
 
 def _positive_or_default(value: int, default: int, name: str, cap: int) -> int:
@@ -78,6 +80,8 @@ def _corpora(req: SearchRequest) -> list[str]:
             raise ApiError.bad_request("corpora must not contain an empty name")
         if name not in seen:
             seen.append(name)
+    if len(seen) > MAX_CORPORA:
+        raise ApiError.bad_request(f"corpora: at most {MAX_CORPORA} distinct corpora, got {len(seen)}")
     return seen
 
 
