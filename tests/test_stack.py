@@ -332,15 +332,16 @@ def _url(lines: list[str], name: str) -> str:
     raise AssertionError(f"no URL for {name} in {lines}")
 
 
-def test_lakehouse_up_runs_until_sigint_and_stops_everything(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_lakehouse_up_runs_until_a_signal_and_stops_everything(tmp_path, sig):
     proc, lines = _start_up(tmp_path, "embedd,gateway")
     gw, embedd = _url(lines, "gateway"), _url(lines, "embedd")
     status, headers, body = http(f"{gw}/v1/embed", data=b'{"texts": ["x"]}')
     assert status == 200 and headers[TRACE_HEADER]
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    assert "SIGINT: stopping" in out and "lakehouse up: stopped" in out
+    assert f"{sig.name}: stopping" in out and "lakehouse up: stopped" in out
     for url in (gw, embedd):
         assert stack.health(url, timeout=0.5) is None
 

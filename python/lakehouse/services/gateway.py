@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..config import Config
@@ -93,35 +93,30 @@ LANGFUSE: web.AppKey[LangfuseBatcher] = web.AppKey("langfuse", LangfuseBatcher)
 DAEMON: web.RequestKey[str] = web.RequestKey("daemon", str)
 
 
-def _drop_set(headers: CIMultiDict[str] | object, base: frozenset[str]) -> frozenset[str]:
-    """``base`` plus any header named in a ``Connection`` header (also hop-by-hop)."""
-    conn = headers.get("Connection")  # type: ignore[attr-defined]
-    if not conn:
-        return base
-    return base | {name.strip().lower() for name in conn.split(",")}
-
-
-def _request_headers(request: web.Request, tid: str) -> CIMultiDict[str]:
-    src = request.headers
-    drop = _drop_set(src, HOP_BY_HOP)
+def _copy_headers(src: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
+    """``src`` without the ``drop`` headers and without any a ``Connection`` header names
+    (those are hop-by-hop too, RFC 9110 section 7.6.1)."""
+    conn = src.get("Connection")
+    if conn:
+        drop = drop | {name.strip().lower() for name in conn.split(",")}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in src.items():
         if name.lower() not in drop:
             out.add(name, value)
+    return out
+
+
+def _request_headers(request: web.Request, tid: str) -> CIMultiDict[str]:
+    out = _copy_headers(request.headers, HOP_BY_HOP)
     out[TRACE_HEADER] = tid
-    forwarded = src.get("X-Forwarded-For")
+    forwarded = request.headers.get("X-Forwarded-For")
     remote = request.remote or "unknown"
     out["X-Forwarded-For"] = f"{forwarded}, {remote}" if forwarded else remote
     return out
 
 
 def _response_headers(upstream: aiohttp.ClientResponse, tid: str) -> CIMultiDict[str]:
-    src = upstream.headers
-    drop = _drop_set(src, _RESPONSE_DROP)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in src.items():
-        if name.lower() not in drop:
-            out.add(name, value)
+    out = _copy_headers(upstream.headers, _RESPONSE_DROP)
     out[TRACE_HEADER] = tid
     return out
 
