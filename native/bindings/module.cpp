@@ -271,6 +271,8 @@ PYBIND11_MODULE(_native, m) {
       .def("set_ef_search", &Index::set_ef_search)
       .def("set_threads", &Index::set_threads)
       .def("_inject_graph_failures", &Index::inject_graph_failures)
+      .def("_graph_neighbours", &Index::graph_neighbours, py::arg("id"), py::arg("layer"))
+      .def("_graph_entry", &Index::graph_entry)
       .def("to_bytes",
            [](const Index& ix) {
              py::object result;

@@ -119,6 +119,10 @@ class Index {
   void set_ef_search(std::size_t ef);
   void set_threads(std::size_t threads);
   void inject_graph_failures(int n);
+  // Test hook: ids of an item's graph neighbours at `layer` (empty when not in the graph).
+  std::vector<std::string> graph_neighbours(const std::string& id, int layer) const;
+  // Test hook: the entry point's id and the graph's top level ("" / -1 when empty).
+  std::pair<std::string, int> graph_entry() const;
 
   // Binary format (format.cpp). serialize() computes the exact size, asks alloc for a buffer
   // of that size and fills it, all under one consistent snapshot.
