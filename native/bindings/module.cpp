@@ -298,6 +298,7 @@ PYBIND11_MODULE(_native, m) {
             return Index::from_bytes(ptr, size);
           },
           py::arg("data"))
-      .def("save", &Index::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("save", &Index::save, py::arg("path"), py::arg("durable") = true,
+           py::call_guard<py::gil_scoped_release>())
       .def_static("load", &Index::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 }

@@ -369,7 +369,7 @@ namespace {
 
 }  // namespace
 
-void Index::save(const std::string& path) const {
+void Index::save(const std::string& path, bool durable) const {
   // Serialise into an uninitialised buffer (no zero-fill pass over a large index).
   std::unique_ptr<char[]> buf;
   std::size_t size = 0;
@@ -393,7 +393,7 @@ void Index::save(const std::string& path) const {
     }
     done += std::size_t(n);
   }
-  if (::fsync(fd) != 0) {
+  if (durable && ::fsync(fd) != 0) {
     ::close(fd);
     ::unlink(tmp.c_str());
     io_error("cannot fsync", tmp);
@@ -403,6 +403,7 @@ void Index::save(const std::string& path) const {
     ::unlink(tmp.c_str());
     io_error("cannot rename over", path);
   }
+  if (!durable) return;
   // Make the rename itself durable.
   const auto slash = path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));

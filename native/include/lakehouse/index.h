@@ -129,8 +129,9 @@ class Index {
   void serialize(const std::function<char*(std::size_t)>& alloc) const;
   std::string to_bytes() const;
   static std::unique_ptr<Index> from_bytes(const char* data, std::size_t size);
-  // Atomic: writes a temporary file beside path, fsyncs it, renames it over path.
-  void save(const std::string& path) const;
+  // Atomic: writes a temporary file beside path and renames it over path. durable also
+  // fsyncs the file and its directory, so the new content survives a power loss.
+  void save(const std::string& path, bool durable = true) const;
   static std::unique_ptr<Index> load(const std::string& path);
 
  private:
