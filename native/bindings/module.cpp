@@ -273,6 +273,8 @@ PYBIND11_MODULE(_native, m) {
       .def("set_ef_search", &Index::set_ef_search)
       .def("set_threads", &Index::set_threads)
       .def("_inject_graph_failures", &Index::inject_graph_failures)
+      .def("_graph_neighbours", &Index::graph_neighbours, py::arg("id"), py::arg("layer"))
+      .def("_graph_entry", &Index::graph_entry)
       .def("to_bytes",
            [](const Index& ix) {
              py::object result;
@@ -298,7 +300,8 @@ PYBIND11_MODULE(_native, m) {
             return Index::from_bytes(ptr, size);
           },
           py::arg("data"))
-      .def("save", &Index::save, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def("save", &Index::save, py::arg("path"), py::arg("durable") = true,
+           py::call_guard<py::gil_scoped_release>())
       .def_static("load", &Index::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 
   // ---- playbook boost / inject and the role gate (lakehouse/playbook.py wraps these) ----

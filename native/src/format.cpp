@@ -1,6 +1,7 @@
 #include "lakehouse/format.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <string_view>
 #include <shared_mutex>
 #include <vector>
 
@@ -261,28 +263,27 @@ class IndexCodec {
     st.reserve(std::max<std::size_t>(slots, 16));
     ix->graph_->reserve(std::max<std::size_t>(slots, 16));
 
-    const char* states = r.take(slots, "slot states");
+    const auto* states = reinterpret_cast<const std::uint8_t*>(r.take(slots, "slot states"));
+    std::uint64_t live_seen = 0;
+    for (std::uint64_t s = 0; s < slots; ++s) {
+      if (states[s] == std::uint8_t(SlotState::Live)) ++live_seen;
+      else if (states[s] != std::uint8_t(SlotState::Deleted)) throw FormatError("corrupt slot state");
+    }
+    if (live_seen != live) throw FormatError("inconsistent live count");
     std::vector<std::uint32_t> free_list(tombs);
     std::vector<char> seen_free(slots, 0);
     for (std::uint64_t i = 0; i < tombs; ++i) {
       const std::uint32_t s = r.u32("free list");
-      if (s >= slots || states[s] != char(SlotState::Deleted) || seen_free[s]) {
+      if (s >= slots || states[s] != std::uint8_t(SlotState::Deleted) || seen_free[s]) {
         throw FormatError("corrupt free list");
       }
       seen_free[s] = 1;
       free_list[i] = s;
     }
-    const char* vectors = r.take(slots * p.dims * 4, "vectors");
-    std::uint64_t live_seen = 0;
-    std::vector<float> vec(p.dims);
+    st.restore_slots(r.take(slots * p.dims * 4, "vectors"), states, slots);
+    st.reserve_ids(live);
     for (std::uint64_t s = 0; s < slots; ++s) {
-      const auto state = static_cast<SlotState>(states[s]);
-      std::memcpy(vec.data(), vectors + s * p.dims * 4, p.dims * 4);
-      if (state == SlotState::Deleted) {
-        st.restore_slot(state, std::string(), vec.data(), nullptr);
-        continue;
-      }
-      if (state != SlotState::Live) throw FormatError("corrupt slot state");
+      if (states[s] != std::uint8_t(SlotState::Live)) continue;
       const std::uint32_t idlen = r.u32("id length");
       std::string id(r.take(idlen, "id"), idlen);
       if (id.empty()) throw FormatError("corrupt id (empty)");
@@ -290,10 +291,8 @@ class IndexCodec {
       const std::uint32_t mlen = r.u32("metadata length");
       std::unique_ptr<std::string> meta;
       if (mlen > 0) meta = std::make_unique<std::string>(r.take(mlen - 1, "metadata"), mlen - 1);
-      st.restore_slot(state, id, vec.data(), std::move(meta));
-      ++live_seen;
+      st.restore_item(std::uint32_t(s), std::move(id), std::move(meta));
     }
-    if (live_seen != live) throw FormatError("inconsistent live count");
     st.restore_free_list(std::move(free_list));
 
     const std::uint8_t has_graph = r.u8("graph flag");
@@ -302,27 +301,27 @@ class IndexCodec {
       HnswGraph& g = *ix->graph_;
       const std::uint32_t entry = r.u32("entry point");
       const std::int32_t max_level = r.i32("max level");
-      const char* levels = r.take(slots, "levels");
-      std::vector<std::vector<std::uint32_t>> links;
+      const auto* levels = reinterpret_cast<const std::uint8_t*>(r.take(slots, "levels"));
       for (std::uint64_t s = 0; s < slots; ++s) {
-        const auto level = static_cast<std::uint8_t>(levels[s]);
+        const std::uint8_t level = levels[s];
         if (level == kUnlinkedLevel) continue;
         if (level > HnswGraph::kMaxLevel) throw FormatError("corrupt level");
-        links.assign(level + 1, {});
+        g.restore_level(std::uint32_t(s), level);
         for (int l = 0; l <= level; ++l) {
           const std::uint32_t cnt = r.u32("link count");
           if (cnt > (l == 0 ? g.max_m0() : g.m())) throw FormatError("corrupt link count");
-          links[l].resize(cnt);
-          std::memcpy(links[l].data(), r.take(std::size_t(cnt) * 4, "links"), std::size_t(cnt) * 4);
-          for (std::uint32_t v : links[l]) {
+          const char* ids = r.take(std::size_t(cnt) * 4, "links");
+          for (std::uint32_t i = 0; i < cnt; ++i) {
+            std::uint32_t v;
+            std::memcpy(&v, ids + std::size_t(i) * 4, 4);
             if (v >= slots) throw FormatError("corrupt link (slot out of range)");
           }
+          g.restore_links(std::uint32_t(s), l, ids, cnt);
         }
-        g.restore_node(std::uint32_t(s), level, links);
       }
       if (slots > 0) {
         if (entry >= slots || max_level < 0 || max_level > HnswGraph::kMaxLevel ||
-            static_cast<std::uint8_t>(levels[entry]) != max_level) {
+            levels[entry] != max_level) {
           throw FormatError("corrupt entry point");
         }
         g.restore_entry(entry, max_level);
@@ -370,8 +369,16 @@ namespace {
 
 }  // namespace
 
-void Index::save(const std::string& path) const {
-  const std::string bytes = to_bytes();
+void Index::save(const std::string& path, bool durable) const {
+  // Serialise into an uninitialised buffer (no zero-fill pass over a large index).
+  std::unique_ptr<char[]> buf;
+  std::size_t size = 0;
+  serialize([&](std::size_t n) {
+    buf.reset(new char[std::max<std::size_t>(n, 1)]);
+    size = n;
+    return buf.get();
+  });
+  const std::string_view bytes(buf.get(), size);
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) io_error("cannot create", tmp);
@@ -386,7 +393,7 @@ void Index::save(const std::string& path) const {
     }
     done += std::size_t(n);
   }
-  if (::fsync(fd) != 0) {
+  if (durable && ::fsync(fd) != 0) {
     ::close(fd);
     ::unlink(tmp.c_str());
     io_error("cannot fsync", tmp);
@@ -396,6 +403,7 @@ void Index::save(const std::string& path) const {
     ::unlink(tmp.c_str());
     io_error("cannot rename over", path);
   }
+  if (!durable) return;
   // Make the rename itself durable.
   const auto slash = path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
@@ -407,25 +415,31 @@ void Index::save(const std::string& path) const {
 }
 
 std::unique_ptr<Index> Index::load(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) io_error("cannot open", path);
-  std::vector<char> data;
-  if (std::fseek(f, 0, SEEK_END) == 0) {
-    const long size = std::ftell(f);
-    if (size > 0) data.reserve(std::size_t(size));
-    std::fseek(f, 0, SEEK_SET);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) io_error("cannot open", path);
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    ::close(fd);
+    io_error("cannot stat", path);
   }
-  char buf[1 << 16];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) data.insert(data.end(), buf, buf + n);
-  const bool failed = std::ferror(f);
-  const int err = errno;
-  std::fclose(f);
-  if (failed) {
-    errno = err;
-    io_error("cannot read", path);
+  const auto size = std::size_t(info.st_size);
+  // Uninitialised: the file overwrites every byte, so nothing is written twice.
+  std::unique_ptr<char[]> data(new char[std::max<std::size_t>(size, 1)]);
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::read(fd, data.get() + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      if (n == 0) throw FormatError("truncated input ('" + path + "' shrank while reading)");
+      errno = err;
+      io_error("cannot read", path);
+    }
+    done += std::size_t(n);
   }
-  return from_bytes(data.data(), data.size());
+  ::close(fd);
+  return from_bytes(data.get(), size);
 }
 
 }  // namespace lakehouse

@@ -34,8 +34,13 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// Heap orders compare distances only (fewer instructions than whole pairs); ties are
+// broken deterministically by the final sort.
 struct MinFirst {
-  bool operator()(const Candidate& a, const Candidate& b) const { return a > b; }
+  bool operator()(const Candidate& a, const Candidate& b) const { return a.first > b.first; }
+};
+struct MaxFirst {
+  bool operator()(const Candidate& a, const Candidate& b) const { return a.first < b.first; }
 };
 
 }  // namespace
@@ -157,6 +162,7 @@ void HnswGraph::write_links(std::uint32_t* blk, const std::uint32_t* ids, std::s
 void HnswGraph::greedy(const float* q, int layer, std::uint32_t& ep, float& ep_dist) const {
   Scratch& sc = scratch();
   if (sc.buf.size() < max_m0_) sc.buf.resize(max_m0_);
+  const VecView vv = view();
   bool changed = true;
   while (changed) {
     changed = false;
@@ -164,7 +170,7 @@ void HnswGraph::greedy(const float* q, int layer, std::uint32_t& ep, float& ep_d
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = sc.buf[i];
       if (s >= capacity_ || store_.state(s) == SlotState::Free) continue;
-      const float d = dist(q, s);
+      const float d = vv(q, s);
       if (d < ep_dist) {
         ep_dist = d;
         ep = s;
@@ -191,28 +197,33 @@ void HnswGraph::search_layer(const float* q, std::uint32_t ep, float ep_dist, in
     bound = ep_dist;
   }
   std::uint32_t* buf = sc.buf.data();
+  const VecView vv = view();
+  const std::size_t limit = capacity_;
   while (!cand.empty()) {
     const Candidate c = cand.front();
     if (c.first > bound && top.size() >= ef) break;
     std::pop_heap(cand.begin(), cand.end(), MinFirst());
     cand.pop_back();
+    // The next node to expand is likely the new heap top: start fetching its links while
+    // this node's neighbours are scored (hnswlib gets this from storing links beside vectors).
+    if (!cand.empty() && layer == 0) prefetch(links0(cand.front().second));
     const std::size_t n = read_links(c.second, layer, buf);
     for (std::size_t i = 0; i < n; ++i) {
-      if (buf[i] < capacity_) prefetch(store_.vector(buf[i]));
+      if (buf[i] < limit) prefetch(vv.at(buf[i]));
     }
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = buf[i];
-      if (s >= capacity_ || !sc.visit(s)) continue;
+      if (s >= limit || !sc.visit(s)) continue;
       if (store_.state(s) == SlotState::Free) continue;
-      const float d = dist(q, s);
+      const float d = vv(q, s);
       if (top.size() < ef || d < bound) {
         cand.emplace_back(d, s);
         std::push_heap(cand.begin(), cand.end(), MinFirst());
         if (accept(s)) {
           top.emplace_back(d, s);
-          std::push_heap(top.begin(), top.end());
+          std::push_heap(top.begin(), top.end(), MaxFirst());
           if (top.size() > ef) {
-            std::pop_heap(top.begin(), top.end());
+            std::pop_heap(top.begin(), top.end(), MaxFirst());
             top.pop_back();
           }
           bound = top.front().first;
@@ -227,12 +238,13 @@ void HnswGraph::select_neighbours(std::vector<Candidate>& cands, std::size_t m) 
   if (cands.size() <= m) return;
   std::vector<Candidate> kept;
   kept.reserve(m);
+  const VecView vv = view();
   for (const Candidate& c : cands) {
     if (kept.size() >= m) break;
-    const float* cv = store_.vector(c.second);
+    const float* cv = vv.at(c.second);
     bool good = true;
     for (const Candidate& k : kept) {
-      if (space_.distance(cv, store_.vector(k.second)) < c.first) {
+      if (vv(cv, k.second) < c.first) {
         good = false;
         break;
       }
@@ -270,13 +282,14 @@ void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighb
     }
     // Full: keep the best diverse set among the old links and the new node. Tombstones
     // are dropped here, which cleans lists as the graph churns.
-    const float* nv = store_.vector(n);
+    const VecView vv = view();
+    const float* nv = vv.at(n);
     pool.clear();
     pool.emplace_back(nb.first, slot);
     for (std::size_t i = 0; i < cnt; ++i) {
       const std::uint32_t s = load(blk + 1 + i);
       if (s >= capacity_ || store_.state(s) != SlotState::Live) continue;
-      pool.emplace_back(space_.distance(nv, store_.vector(s)), s);
+      pool.emplace_back(vv(nv, s), s);
     }
     std::sort(pool.begin(), pool.end());
     select_neighbours(pool, limit);
@@ -426,20 +439,22 @@ void HnswGraph::neighbours(std::uint32_t slot, int layer, std::vector<std::uint3
   out.resize(read_links(slot, layer, out.data()));
 }
 
-void HnswGraph::restore_node(std::uint32_t slot, int level,
-                             const std::vector<std::vector<std::uint32_t>>& links) {
+void HnswGraph::restore_level(std::uint32_t slot, int level) {
   if (level > 0) {
     std::unique_ptr<std::uint32_t[]> arr(new std::uint32_t[1 + level * stride_up_]);
     arr[0] = static_cast<std::uint32_t>(level);
-    for (int l = 1; l <= level; ++l) {
-      std::uint32_t* blk = arr.get() + 1 + std::size_t(l - 1) * stride_up_;
-      write_links(blk, links[l].data(), std::min(links[l].size(), m_));
-    }
+    for (int l = 1; l <= level; ++l) arr[1 + std::size_t(l - 1) * stride_up_] = 0;
     upper_[slot].store(arr.get(), std::memory_order_relaxed);
     upper_owned_.push_back(std::move(arr));
   }
-  write_links(links0(slot), links[0].data(), std::min(links[0].size(), max_m0_));
+  links0(slot)[0] = 0;
   levels_[slot] = static_cast<std::uint8_t>(level);
+}
+
+void HnswGraph::restore_links(std::uint32_t slot, int layer, const char* ids, std::uint32_t count) {
+  std::uint32_t* blk = block(slot, layer);
+  std::memcpy(blk + 1, ids, std::size_t(count) * sizeof(std::uint32_t));
+  blk[0] = count;
 }
 
 void HnswGraph::restore_entry(std::uint32_t entry, int max_level) {

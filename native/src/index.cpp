@@ -505,6 +505,31 @@ void Index::set_threads(std::size_t threads) {
   threads_.store(threads);
 }
 
+std::vector<std::string> Index::graph_neighbours(const std::string& id, int layer) const {
+  SharedLock st(struct_mu_);
+  SharedLock mt(meta_mu_);
+  std::vector<std::string> out;
+  const std::uint32_t slot = store_.find(id);
+  if (slot == kNoSlot || !graph_built_ || layer < 0) return out;
+  const int level = graph_->level(slot);
+  if (level == 0xFF || layer > level) return out;
+  std::vector<std::uint32_t> nb;
+  graph_->neighbours(slot, layer, nb);
+  for (std::uint32_t s : nb) {
+    out.push_back(store_.state(s) == SlotState::Live ? store_.id(s) : std::string());
+  }
+  return out;
+}
+
+std::pair<std::string, int> Index::graph_entry() const {
+  SharedLock st(struct_mu_);
+  SharedLock mt(meta_mu_);
+  if (!graph_built_) return {std::string(), -1};
+  const std::uint32_t e = graph_->entry_point();
+  if (e == kNoSlot) return {std::string(), -1};
+  return {store_.id(e), graph_->max_level()};
+}
+
 void Index::inject_graph_failures(int n) {
   SharedLock st(struct_mu_);
   graph_->inject_failures(n);

@@ -51,6 +51,12 @@ void SideStore::IdTable::rehash(std::size_t buckets, const std::vector<std::stri
   }
 }
 
+void SideStore::IdTable::reserve(std::size_t n, const std::vector<std::string>& ids) {
+  std::size_t buckets = 16;
+  while (buckets < n * 2 + 2) buckets <<= 1;
+  if (buckets > table_.size()) rehash(buckets, ids);
+}
+
 void SideStore::IdTable::insert(std::uint32_t slot, const std::vector<std::string>& ids) {
   // Keep the load (live + graves) under 1/2 so probes stay short.
   if ((used_ + graves_ + 1) * 2 > table_.size()) {
@@ -140,18 +146,18 @@ void SideStore::remove(std::uint32_t slot) {
   --live_;
 }
 
-void SideStore::restore_slot(SlotState st, const std::string& id, const float* vec,
-                             std::unique_ptr<std::string> meta) {
-  if (size_ >= capacity_) throw std::logic_error("SideStore::restore_slot beyond capacity");
-  const auto slot = static_cast<std::uint32_t>(size_++);
-  std::memcpy(mutable_vector(slot), vec, dims_ * sizeof(float));
-  states_[slot].store(static_cast<std::uint8_t>(st), std::memory_order_relaxed);
-  if (st == SlotState::Live) {
-    ids_[slot] = id;
-    meta_[slot] = std::move(meta);
-    table_.insert(slot, ids_);
-    ++live_;
-  }
+void SideStore::restore_slots(const char* vectors, const std::uint8_t* states, std::size_t slots) {
+  if (slots > capacity_) throw std::logic_error("SideStore::restore_slots beyond capacity");
+  std::memcpy(data_.get(), vectors, slots * dims_ * sizeof(float));
+  for (std::size_t s = 0; s < slots; ++s) states_[s].store(states[s], std::memory_order_relaxed);
+  size_ = slots;
+}
+
+void SideStore::restore_item(std::uint32_t slot, std::string id, std::unique_ptr<std::string> meta) {
+  ids_[slot] = std::move(id);
+  meta_[slot] = std::move(meta);
+  table_.insert(slot, ids_);
+  ++live_;
 }
 
 std::size_t SideStore::memory_bytes() const {

@@ -322,9 +322,13 @@ class VectorIndex:
             raise ValueError(f"from_bytes needs bytes, got {type(data).__name__}")
         return cls._wrap(_native.HnswIndex.from_bytes(data))
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically: a temporary file beside ``path``, fsynced, renamed over it."""
-        self._ix.save(os.fspath(path))
+    def save(self, path: str | os.PathLike[str], durable: bool = True) -> None:
+        """Write atomically: a temporary file beside ``path``, renamed over it.
+
+        ``durable`` (the default) also fsyncs the file and its directory, so the saved
+        content survives a power loss, not only a crash of this process.
+        """
+        self._ix.save(os.fspath(path), bool(durable))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VectorIndex:

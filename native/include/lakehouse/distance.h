@@ -46,6 +46,7 @@ class Space {
   Space(Metric metric, std::size_t dims, const Kernels& kernels);
 
   float distance(const float* a, const float* b) const { return fn_(a, b, dims_); }
+  KernelFn kernel() const { return fn_; }
   // Internal distance -> the distance a caller sees.
   float to_output(float internal) const;
   Metric metric() const { return metric_; }

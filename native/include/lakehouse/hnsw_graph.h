@@ -84,9 +84,10 @@ class HnswGraph {
   int level(std::uint32_t slot) const { return levels_[slot]; }
   // Neighbours of slot at `layer` (copied; empty when the node has no such layer).
   void neighbours(std::uint32_t slot, int layer, std::vector<std::uint32_t>& out) const;
-  // Restores a node verbatim; `links[l]` are the neighbours at layer l (0..level).
-  void restore_node(std::uint32_t slot, int level,
-                    const std::vector<std::vector<std::uint32_t>>& links);
+  // Loading: restore_level allocates the node's layers, then restore_links fills each one
+  // (ids already validated against the slot count; count <= the layer's cap).
+  void restore_level(std::uint32_t slot, int level);
+  void restore_links(std::uint32_t slot, int layer, const char* ids, std::uint32_t count);
   void restore_entry(std::uint32_t entry, int max_level);
 
   // Test hook: the next n inserts throw (to prove a failed graph operation loses nothing).
@@ -95,6 +96,16 @@ class HnswGraph {
  private:
   struct Scratch;
   class NodeLock;
+  // The store's vectors and the kernel, copied into locals of a hot loop: the compiler cannot
+  // hoist these loads itself because the loop writes memory that might alias them.
+  struct VecView {
+    const float* base;
+    std::size_t dims;
+    KernelFn fn;
+    const float* at(std::uint32_t s) const { return base + std::size_t(s) * dims; }
+    float operator()(const float* q, std::uint32_t s) const { return fn(q, at(s), dims); }
+  };
+  VecView view() const { return VecView{store_.data(), store_.dims(), space_.kernel()}; }
   static Scratch& scratch();
 
   std::uint32_t* links0(std::uint32_t slot) const { return links0_.get() + std::size_t(slot) * stride0_; }

@@ -119,14 +119,19 @@ class Index {
   void set_ef_search(std::size_t ef);
   void set_threads(std::size_t threads);
   void inject_graph_failures(int n);
+  // Test hook: ids of an item's graph neighbours at `layer` (empty when not in the graph).
+  std::vector<std::string> graph_neighbours(const std::string& id, int layer) const;
+  // Test hook: the entry point's id and the graph's top level ("" / -1 when empty).
+  std::pair<std::string, int> graph_entry() const;
 
   // Binary format (format.cpp). serialize() computes the exact size, asks alloc for a buffer
   // of that size and fills it, all under one consistent snapshot.
   void serialize(const std::function<char*(std::size_t)>& alloc) const;
   std::string to_bytes() const;
   static std::unique_ptr<Index> from_bytes(const char* data, std::size_t size);
-  // Atomic: writes a temporary file beside path, fsyncs it, renames it over path.
-  void save(const std::string& path) const;
+  // Atomic: writes a temporary file beside path and renames it over path. durable also
+  // fsyncs the file and its directory, so the new content survives a power loss.
+  void save(const std::string& path, bool durable = true) const;
   static std::unique_ptr<Index> load(const std::string& path);
 
  private:

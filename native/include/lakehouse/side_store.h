@@ -73,10 +73,13 @@ class SideStore {
   // Deleted slots awaiting reuse (the last released is reused first).
   const std::vector<std::uint32_t>& free_slots() const { return free_; }
 
-  // Restores a slot verbatim (loading a saved index). Slots must be restored in order.
-  void restore_slot(SlotState st, const std::string& id, const float* vec,
-                    std::unique_ptr<std::string> meta);
+  // Loading a saved index: restore_slots copies every vector and state at once (capacity
+  // reserved by the caller, states already validated), then restore_item binds each live
+  // slot's id and metadata, then restore_free_list the tombstones awaiting reuse.
+  void restore_slots(const char* vectors, const std::uint8_t* states, std::size_t slots);
+  void restore_item(std::uint32_t slot, std::string id, std::unique_ptr<std::string> meta);
   void restore_free_list(std::vector<std::uint32_t> free) { free_ = std::move(free); }
+  void reserve_ids(std::size_t n) { table_.reserve(n, ids_); }
 
   std::size_t memory_bytes() const;
 
@@ -88,6 +91,7 @@ class SideStore {
     void insert(std::uint32_t slot, const std::vector<std::string>& ids);
     void erase(std::uint32_t slot, const std::vector<std::string>& ids);
     std::size_t memory_bytes() const { return table_.capacity() * sizeof(std::uint32_t); }
+    void reserve(std::size_t n, const std::vector<std::string>& ids);
 
    private:
     static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
