@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from aiohttp import web
 
 from lakehouse.config import ConfigError, load_config
-from lakehouse.web import ApiError, TRACE_HEADER, check_bind, json_response, make_app, read_json, trace_id
+from lakehouse.web import (
+    TRACE_HEADER,
+    ApiError,
+    check_bind,
+    json_response,
+    make_app,
+    read_json,
+    trace_id,
+)
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True):

@@ -221,7 +221,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, message or exc.reason, headers=headers)
     except asyncio.CancelledError:
         raise
-    except (ConnectionResetError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, ConnectionResetError) as exc:
         if isinstance(exc, asyncio.TimeoutError):
             return error_response(504, "timed out")
         raise

@@ -9,7 +9,6 @@ may mean "cold start", anything else is a 502 for our own caller).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -96,7 +95,7 @@ class ServiceClient:
                 if payload and decoded is None:
                     raise UpstreamError(self.service, resp.status, "answer is not JSON")
                 return decoded
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise UpstreamError(self.service, None, f"timed out after {t}s") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(self.service, None, f"unreachable at {self.base_url}: {exc}") from exc
