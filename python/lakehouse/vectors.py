@@ -56,6 +56,7 @@ __all__ = [
     "SUFFIX",
     "MAX_K",
     "MAX_EF",
+    "MAX_BATCH_RESULTS",
     "VectorsError",
     "IndexNotFound",
     "IndexExists",
@@ -82,6 +83,8 @@ QUARANTINE_PREFIX = VECTORS_PREFIX + "quarantine/"
 MAX_K = 10_000
 #: largest ef (the core's own bound for ef_search)
 MAX_EF = 100_000
+#: largest queries x k of one batch search
+MAX_BATCH_RESULTS = 1_000_000
 MAX_DIMENSION = 65_536
 
 
@@ -248,6 +251,9 @@ class NamedIndex:
         self._dropped = False
         self._last_start = float("-inf")  # the first save need not wait
         self.last_save: dict[str, Any] | None = None
+        #: the live count after the last mutation: read on hot paths instead of len(), which
+        #: waits (holding the GIL) while a large add edits the index's id table
+        self.count = len(index)
         self._coalescer = SaveCoalescer(self._save) if store is not None else None
 
     # -- mutations (each schedules a save) ------------------------------------------------
@@ -271,17 +277,17 @@ class NamedIndex:
         """Record a mutation and schedule a save (the caller does not wait for it)."""
         with self._lock:
             self._version += 1
+        self.count = len(self.index)
         if self._coalescer is not None:
             self._coalescer.trigger()
 
     # -- queries ----------------------------------------------------------------------------
 
-    def _check_query(self, k: int, ef: int | None) -> int:
+    @staticmethod
+    def _check_query(k: int, ef: int | None) -> None:
         _bounded("k", k, 1, MAX_K)
         if ef is not None:
             _bounded("ef", ef, 1, MAX_EF)
-        # k beyond the live count cannot return more; keeping k small keeps buffers small.
-        return max(1, min(k, len(self.index)))
 
     def search(
         self,
@@ -296,10 +302,8 @@ class NamedIndex:
                 f"vector has {vector.shape[0] if vector.ndim == 1 else vector.shape} "
                 f"dimensions, index {self.name!r} has {self.index.dims}"
             )
-        k_eff = self._check_query(k, ef)
-        if not len(self.index):
-            return []
-        return self.index.search(vector, k_eff, ef, exclude_ids)
+        self._check_query(k, ef)
+        return self.index.search(vector, k, ef, exclude_ids)
 
     def search_batch(
         self,
@@ -313,11 +317,16 @@ class NamedIndex:
             raise ValueError(
                 f"vectors must have {self.index.dims} dimensions each, got shape {queries.shape}"
             )
-        k_eff = self._check_query(k, ef)
+        self._check_query(k, ef)
         if not len(queries):
             return []
-        if not len(self.index):
-            return [[] for _ in range(len(queries))]
+        # The answer has a (queries x k) padded table: k past the live count only pads it.
+        k_eff = max(1, min(k, self.count))
+        if len(queries) * k_eff > MAX_BATCH_RESULTS:
+            raise ValueError(
+                f"batch too large: {len(queries)} queries x k {k_eff} is more than "
+                f"{MAX_BATCH_RESULTS:,} results"
+            )
         ids, distances = self.index.search_batch(queries, k_eff, ef, exclude_ids)
         # search_batch returns no metadata: look each distinct hit up once. An item deleted
         # since the search is dropped from its row, as if the search had run a moment later.

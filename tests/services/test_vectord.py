@@ -388,6 +388,20 @@ async def test_search_batch_answers_a_list_per_query(client):
     assert await search(client, "w", vectors=[], k=3) == []
 
 
+async def test_batch_search_results_are_bounded(client, monkeypatch):
+    import lakehouse.vectors
+
+    monkeypatch.setattr(lakehouse.vectors, "MAX_BATCH_RESULTS", 20)
+    await create(client, "w", 2, distance="euclidean")
+    await add(client, "w", [{"id": f"i{j}", "vector": [j, 0]} for j in range(10)])
+    assert len(await search(client, "w", vectors=[[0, 0]] * 4, k=5)) == 4  # 20 results: fine
+    status, body = await call(client, "POST", "/vectors/index/w/search", {"vectors": [[0, 0]] * 3, "k": 8})
+    assert_error(status, body, 400, "batch too large")
+    # k beyond the live count is clamped first: 2 queries x 10 live items = 20, fine
+    status, body = await call(client, "POST", "/vectors/index/w/search", {"vectors": [[0, 0]] * 2, "k": 1000})
+    assert status == 200 and [len(r) for r in body["results"]] == [10, 10]
+
+
 async def test_exclude_ids_still_returns_k(client):
     await create(client, "w", 2, distance="euclidean")
     await add(client, "w", [{"id": f"i{j}", "vector": [j, 0]} for j in range(10)])
@@ -432,6 +446,25 @@ async def test_search_rejects_bad_requests_with_400(client, body, words):
     await add(client, "w", [{"id": "a", "vector": [1, 0]}])
     status, answer = await call(client, "POST", "/vectors/index/w/search", body)
     assert_error(status, answer, 400, *words)
+
+
+async def test_concurrent_searches_share_trips_and_keep_their_own_answers(client):
+    # 300 x 256 floats: above the inline threshold, so single searches go through the batcher.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((300, 256)).astype(np.float32)
+    await create(client, "w", 256, distance="euclidean")
+    await add(client, "w", [{"id": f"i{j}", "vector": x[j], "metadata": {"j": j}} for j in range(300)])
+    bodies = [{"vector": x[j], "k": 3} for j in range(30)]
+    bodies += [{"vector": x[0], "k": 0}, {"vector": x[0][:10]}, {"vector": x[1], "k": 2, "exclude_ids": ["i1"]}]
+    answers = await asyncio.gather(*(call(client, "POST", "/vectors/index/w/search", b) for b in bodies))
+    for j in range(30):
+        status, body = answers[j]
+        assert status == 200 and body["results"][0] == {"id": f"i{j}", "distance": 0.0, "metadata": {"j": j}}
+    assert_error(*answers[30], 400, "k must be")
+    assert_error(*answers[31], 400, "10 dimensions")
+    assert answers[32][0] == 200 and answers[32][1]["results"][0]["id"] != "i1"
+    batcher = client.server.app[VECTORD].searches
+    assert batcher.jobs == 33 and batcher.trips < 33  # trips were shared
 
 
 # -- delete items, get item ----------------------------------------------------------------

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from lakehouse.services.vectord import create_app
 
-DIMS = 32
+# 500 x 160 floats: above vectord's inline threshold, so searches go through its batcher.
+DIMS = 160
 
 
 async def post(session, url, body):

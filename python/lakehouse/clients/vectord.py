@@ -208,5 +208,10 @@ class VectordClient(ServiceClient):
     async def get_item(
         self, name: str, item_id: str, *, trace_id: str | None = None
     ) -> dict[str, Any]:
-        """``{id, vector, metadata?}`` (cosine indexes return the normalised vector)."""
+        """``{id, vector, metadata?}`` (cosine indexes return the normalised vector).
+
+        The ids ``.`` and ``..`` cannot be fetched this way (URL normalisation removes such
+        path segments): ValueError."""
+        if item_id in (".", ".."):
+            raise ValueError(f"item id {item_id!r} cannot be addressed in a URL path")
         return await self.get(f"/vectors/index/{_q(name)}/items/{_q(item_id)}", trace_id=trace_id)
