@@ -45,8 +45,10 @@ def test_fifty_triggers_during_a_save_make_at_most_two_saves(tmp_path):
     store = CountingStore(tmp_path, delay=0.3)
     reg = VectorRegistry(store, save_min_interval=0.0)
     ix = reg.create(IndexParams("w", 2))  # the create's save starts now and takes 0.3 s
-    time.sleep(0.05)
-    for i in range(50):
+    deadline = time.monotonic() + 10
+    while not store.puts and time.monotonic() < deadline:
+        time.sleep(0.005)
+    for i in range(50):  # all during that save
         ix.add([f"i{i}"], np.ones((1, 2), np.float32))
     ix.flush(10)
     assert len(store.puts) == 2
@@ -67,7 +69,7 @@ def test_saves_are_spaced_by_the_minimum_interval(tmp_path):
     ix.flush(10)
     gaps = np.diff(store.puts[:-1])  # the last save is the flush's, which skips the wait
     assert len(store.puts) <= 7, store.puts
-    assert (gaps >= 0.24).all(), gaps
+    assert (gaps >= 0.2).all(), gaps  # 0.25 apart, less scheduling noise
     assert len(VectorIndex.from_bytes(store.get_bytes(object_key("w")))) == i
     reg.close()
 
@@ -93,7 +95,8 @@ def test_create_during_a_drop_is_refused_then_works(tmp_path):
     store = CountingStore(tmp_path, delay=0.5)
     reg = VectorRegistry(store, save_min_interval=0.0)
     reg.create(IndexParams("w", 2))
-    time.sleep(0.05)  # the create's save is stalled in put_bytes
+    while not store.puts:  # the create's save is now stalled in put_bytes
+        time.sleep(0.005)
     dropper = threading.Thread(target=reg.drop, args=("w",))
     dropper.start()
     time.sleep(0.1)
