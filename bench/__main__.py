@@ -1,0 +1,136 @@
+"""The benchmark suite: one command, every figure the README quotes.
+
+    python -m bench                  # everything (core, threads, http, micro), then SUMMARY.md
+    python -m bench core             # in process, against peers, both data sets
+    python -m bench threads          # searches while another thread adds
+    python -m bench http             # vectord and matrixd over HTTP
+    python -m bench micro            # pytest-benchmark micro-benchmarks
+    python -m bench summary          # SUMMARY.md and the plots from the existing JSON
+    python -m bench --quick          # a small smoke run of everything (seconds, not minutes)
+
+Writes bench/results/<part>.json, bench/results/SUMMARY.md and
+bench/results/recall_vs_qps_<data set>.png (``--results`` elsewhere). Generated data and
+ground truth are cached in bench/.cache/. Progress goes to stderr. ``tox -e bench`` runs
+this. docs/bench.md explains the method and how to read the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import core, http_load, summary, threads
+from bench.common import CACHE, RESULTS, ROOT, log, machine, write_json
+
+PARTS = ("core", "threads", "http", "micro")
+
+#: the two data sets of the in-process comparison: (core.py arguments, quick variant)
+DATASETS = (
+    (["--n", "100000", "--dims", "128", "--distance", "euclidean"], ["--n", "3000", "--dims", "128", "--distance", "euclidean"]),
+    (["--n", "50000", "--dims", "768", "--distance", "cosine"], ["--n", "2500", "--dims", "768", "--distance", "cosine"]),
+)
+QUICK_CORE = ["--queries", "100", "--single-queries", "50", "--numpy-single-queries", "20", "--repeat", "1", "--build-repeat", "1", "--quick", "--efc", "64"]
+
+
+def run_core(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    reports = []
+    for full, quick in DATASETS:
+        argv = [*(quick + QUICK_CORE if args.quick else full), "--cache", str(args.cache)]
+        if args.libs:
+            argv += ["--libs", args.libs]
+        if args.repeat and not args.quick:
+            argv += ["--repeat", str(args.repeat)]
+        reports.append(core.compare(argv))
+        print(f"\n{reports[-1]['dataset']}\n" + core.table(reports[-1]["results"], reports[-1]["baseline"]), flush=True)
+    return {"benchmark": "core", "command": cmd, "datasets": reports}
+
+
+def run_threads(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    argv = ["--cache", str(args.cache)] + (["--quick"] if args.quick else [])
+    report = threads.run(argv)
+    print(threads.table(report), flush=True)
+    return {**report, "command": cmd}
+
+
+def run_http(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    report = http_load.run(["--quick"] if args.quick else [])
+    print(http_load.table(report), flush=True)
+    return {**report, "command": cmd}
+
+
+def run_micro(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    """pytest-benchmark over bench/micro; its raw JSON is reduced to the figures we quote."""
+    raw = Path(args.cache) / "micro_raw.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    n = "3000" if args.quick else "10000"
+    extra = ["--benchmark-min-rounds=2", "--benchmark-max-time=0.005", "--benchmark-warmup=off"] if args.quick else ["--benchmark-warmup=on"]
+    pytest_cmd = [sys.executable, "-m", "pytest", str(ROOT / "bench" / "micro"), "-q", "-p", "no:cacheprovider",
+                  f"--benchmark-json={raw}", "--benchmark-columns=min,median,mean,ops,rounds", *extra]
+    log(f"[micro] {' '.join(pytest_cmd[1:])}")
+    env = dict(__import__("os").environ, BENCH_MICRO_N=n)
+    proc = subprocess.run(pytest_cmd, cwd=ROOT, env=env, stdout=sys.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"micro-benchmarks failed (pytest exit {proc.returncode})")
+    data = json.loads(raw.read_text())
+    rows = [
+        {
+            "group": b["group"],
+            "name": b["name"],
+            "extra": b.get("extra_info", {}),
+            "median_us": round(b["stats"]["median"] * 1e6, 3),
+            "min_us": round(b["stats"]["min"] * 1e6, 3),
+            "mean_us": round(b["stats"]["mean"] * 1e6, 3),
+            "ops": round(b["stats"]["ops"], 1),
+            "rounds": b["stats"]["rounds"],
+        }
+        for b in data["benchmarks"]
+    ]
+    rows.sort(key=lambda r: (r["group"], r["median_us"]))
+    return {"benchmark": "micro", "command": cmd, "n": int(n), "benchmarks": rows}
+
+
+RUNNERS = {"core": run_core, "threads": run_threads, "http": run_http, "micro": run_micro}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("part", nargs="?", default="all", choices=["all", *PARTS, "summary"])
+    p.add_argument("--quick", action="store_true", help="a small smoke run (seconds)")
+    p.add_argument("--results", default=str(RESULTS), help="where JSON, SUMMARY.md and PNGs go")
+    p.add_argument("--cache", default=str(CACHE), help="generated data and ground truth")
+    p.add_argument("--libs", default="", help=f"core: libraries (default {core.DEFAULT_LIBS})")
+    p.add_argument("--repeat", type=int, default=0, help="core: best of N (default 3)")
+    p.add_argument("--out", help="with one part: write its JSON here instead of <results>/<part>.json")
+    args = p.parse_args(argv)
+    results = Path(args.results)
+    parts = PARTS if args.part == "all" else (() if args.part == "summary" else (args.part,))
+    if args.out and len(parts) != 1:
+        p.error("--out needs exactly one part")
+    cmd = "python -m bench " + " ".join(argv) if argv else "python -m bench"
+    failed = []
+    for part in parts:
+        log(f"=== {part}")
+        t0 = time.perf_counter()
+        try:
+            report = RUNNERS[part](args, cmd)
+        except (SystemExit, Exception) as exc:  # one broken part must not lose the others
+            log(f"[{part}] FAILED: {exc}")
+            failed.append(part)
+            continue
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        report["machine"] = machine()
+        write_json(Path(args.out) if args.out else results / f"{part}.json", report)
+    summary.write(results)
+    if failed:
+        log(f"failed parts: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Micro-benchmarks (pytest-benchmark): distance kernels per dimension, single add, single
+search, serialise and load. Run with ``python -m bench micro`` (or ``pytest bench/micro``);
+they are not part of the default test run (its testpaths is tests/).
+
+Kernels: ``lakehouse._native.kernel_distance(isa, kind, a, b)`` for every kernel set this CPU
+has, against numpy's ``np.dot`` on the same arrays; each call includes the Python call
+overhead, which dominates at small dimensions (the graph search calls the kernels from C++
+without it). The index figures use an index of ``BENCH_MICRO_N`` (default 10,000) 128-d
+euclidean items, M=16, ef_construction=200, and hnswlib for comparison where installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+from lakehouse import VectorIndex, _native
+
+DIMS = (128, 384, 768, 1536)
+N = int(os.environ.get("BENCH_MICRO_N", "10000"))
+D = 128
+
+
+def _pair(dims: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(dims)
+    return rng.standard_normal(dims).astype(np.float32), rng.standard_normal(dims).astype(np.float32)
+
+
+@pytest.mark.parametrize("dims", DIMS)
+@pytest.mark.parametrize("kind", ["l2sq", "dot"])
+@pytest.mark.parametrize("isa", _native.available_isas())
+def test_kernel(benchmark, isa: str, kind: str, dims: int) -> None:
+    a, b = _pair(dims)
+    benchmark.group = f"kernel {kind} {dims}-d"
+    benchmark.extra_info.update(isa=isa, kind=kind, dims=dims)
+    got = benchmark(_native.kernel_distance, isa, kind, a, b)
+    want = float(((a - b) ** 2).sum()) if kind == "l2sq" else float(a @ b)
+    assert got == pytest.approx(want, rel=1e-3, abs=1e-3)
+
+
+@pytest.mark.parametrize("dims", DIMS)
+def test_kernel_numpy_dot(benchmark, dims: int) -> None:
+    a, b = _pair(dims)
+    benchmark.group = f"kernel dot {dims}-d"
+    benchmark.extra_info.update(isa="numpy", kind="dot", dims=dims)
+    assert benchmark(np.dot, a, b) == pytest.approx(float(a @ b), rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((max(10, N // 1000), D)).astype(np.float32) * 4
+    x = centres[rng.integers(0, len(centres), N)] + rng.standard_normal((N, D)).astype(np.float32)
+    fresh = x[rng.integers(0, N, 4096)] + 0.1 * rng.standard_normal((4096, D)).astype(np.float32)
+    return x.astype(np.float32), fresh.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def index(data) -> VectorIndex:
+    x, _ = data
+    ix = VectorIndex(D, distance="euclidean", m=16, ef_construction=200)
+    ix.add([str(i) for i in range(len(x))], x)
+    ix.set_threads(1)
+    return ix
+
+
+@pytest.fixture(scope="module")
+def hnsw(data):
+    hnswlib = pytest.importorskip("hnswlib", reason="hnswlib missing: no comparison")
+    x, fresh = data
+    ix = hnswlib.Index(space="l2", dim=D)
+    ix.init_index(max_elements=len(x) + len(fresh), M=16, ef_construction=200, random_seed=1)
+    ix.add_items(x, np.arange(len(x)))
+    ix.set_num_threads(1)
+    ix.set_ef(64)
+    return ix
+
+
+def test_single_search(benchmark, index, data) -> None:
+    _, fresh = data
+    rows = itertools.cycle(fresh)
+    benchmark.group = "single search (k=10, ef=64)"
+    benchmark.extra_info["library"] = "lakehouse"
+    hits = benchmark(lambda: index.search(next(rows), k=10, ef=64))
+    assert len(hits) == 10
+
+
+def test_single_search_hnswlib(benchmark, hnsw, data) -> None:
+    _, fresh = data
+    rows = itertools.cycle(fresh)
+    benchmark.group = "single search (k=10, ef=64)"
+    benchmark.extra_info["library"] = "hnswlib"
+    labels, _ = benchmark(lambda: hnsw.knn_query(next(rows), k=10))
+    assert labels.shape == (1, 10)
+
+
+def test_single_add(benchmark, index, data) -> None:
+    # upserts over a pool of 4,096 fresh ids: the index grows by at most that much
+    _, fresh = data
+    counter = itertools.count()
+    benchmark.group = "single add (ef_construction=200)"
+    benchmark.extra_info["library"] = "lakehouse"
+
+    def add() -> tuple[int, int]:
+        i = next(counter) % len(fresh)
+        return index.add([f"fresh-{i}"], fresh[i : i + 1])
+
+    added, updated = benchmark(add)
+    assert added + updated == 1
+
+
+def test_single_add_hnswlib(benchmark, hnsw, data) -> None:
+    x, fresh = data
+    counter = itertools.count()
+    benchmark.group = "single add (ef_construction=200)"
+    benchmark.extra_info["library"] = "hnswlib"
+
+    def add() -> None:
+        i = next(counter) % len(fresh)
+        hnsw.add_items(fresh[i : i + 1], np.array([len(x) + i]))
+
+    benchmark(add)
+    assert hnsw.get_current_count() > len(x)
+
+
+def test_serialise(benchmark, index) -> None:
+    benchmark.group = "serialise / load (in memory)"
+    benchmark.extra_info["library"] = "lakehouse"
+    blob = benchmark(index.to_bytes)
+    assert len(blob) > N * D * 4
+
+
+def test_load(benchmark, index) -> None:
+    blob = index.to_bytes()
+    benchmark.group = "serialise / load (in memory)"
+    benchmark.extra_info["library"] = "lakehouse"
+    loaded = benchmark(VectorIndex.from_bytes, blob)
+    assert len(loaded) == len(index)
+
+
+def test_save_file(benchmark, index, tmp_path) -> None:
+    path = tmp_path / "ix.lhv"
+    benchmark.group = "save / load (file, no fsync)"
+    benchmark.extra_info["library"] = "lakehouse"
+    benchmark(index.save, path, False)
+    assert path.stat().st_size > N * D * 4
+
+
+def test_load_file(benchmark, index, tmp_path) -> None:
+    path = tmp_path / "ix.lhv"
+    index.save(path, durable=False)
+    benchmark.group = "save / load (file, no fsync)"
+    benchmark.extra_info["library"] = "lakehouse"
+    loaded = benchmark(VectorIndex.load, path)
+    assert len(loaded) == len(index)
+
+
+def test_save_file_hnswlib(benchmark, hnsw, tmp_path) -> None:
+    path = str(tmp_path / "ix.hnsw")
+    benchmark.group = "save / load (file, no fsync)"
+    benchmark.extra_info["library"] = "hnswlib"
+    benchmark(hnsw.save_index, path)
+    assert os.path.getsize(path) > N * D * 4
+
+
+def test_load_file_hnswlib(benchmark, hnsw, tmp_path) -> None:
+    import hnswlib
+
+    path = str(tmp_path / "ix.hnsw")
+    hnsw.save_index(path)
+    benchmark.group = "save / load (file, no fsync)"
+    benchmark.extra_info["library"] = "hnswlib"
+
+    def load():
+        ix = hnswlib.Index(space="l2", dim=D)
+        ix.load_index(path)
+        return ix
+
+    loaded = benchmark(load)
+    assert loaded.get_current_count() == hnsw.get_current_count()
