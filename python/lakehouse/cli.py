@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gen-roster": ("lakehouse.roster:main", "write a synthetic staffing roster as CSV"),
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
+    "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
 }
 
 
