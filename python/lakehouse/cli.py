@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("lakehouse.doctor:main", "show what is configured and what is reachable"),
     "config": ("lakehouse.configfile:main", "print the effective configuration (--example: defaults)"),
     "gen-roster": ("lakehouse.roster:main", "write a synthetic staffing roster as CSV"),
+    "demo": ("lakehouse.demo:main", "the whole loop as a short story (starts its own stack, or --url)"),
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
     "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
