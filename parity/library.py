@@ -86,7 +86,8 @@ def _index_impl(inp: Mapping[str, Any]) -> Any:
     from lakehouse import VectorIndex
 
     ix = VectorIndex(int(inp["dims"]), distance=inp.get("distance", "cosine"))
-    _load(ix, inp)
+    with np.errstate(over="ignore"):  # 1e39 -> inf on the way to float32, then refused
+        _load(ix, inp)
     hits = ix.search(np.asarray(inp["query"], dtype=np.float64), k=int(inp.get("k", 10)),
                      exclude_ids=inp.get("exclude_ids"))
     return _search_rows([(h.id, h.distance, h.metadata) for h in hits])

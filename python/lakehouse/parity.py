@@ -62,7 +62,10 @@ __all__ = [
     "main",
     "normalise",
     "parse_side",
+    "probe",
+    "roster_for",
     "run_probe",
+    "select",
 ]
 
 # -- the normaliser ---------------------------------------------------------------------------
@@ -655,23 +658,44 @@ def _default_fixtures() -> Path | None:
     return here if here.is_dir() else None
 
 
-async def _run_cli(args: argparse.Namespace, fixtures: list[dict[str, Any]]) -> ProbeReport:
-    roster = Path(args.fixtures) / "roster.jsonl"
+async def probe(
+    fixtures: Sequence[Mapping[str, Any]],
+    left: str,
+    right: str,
+    *,
+    roster: str | os.PathLike[str] | None = None,
+    left_token: str = "",
+    right_token: str = "",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ProbeReport:
+    """Run ``fixtures`` between two sides given by spec (``local`` starts this runtime in
+    process, with ``roster`` for validatord)."""
     async with contextlib.AsyncExitStack() as stack:
         sides = []
-        for label, spec, token in (("left", args.left, args.left_token), ("right", args.right, args.right_token)):
+        for label, spec, token in (("left", left, left_token), ("right", right, right_token)):
             if spec == "local":
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"lakehouse-parity-{label}-"))
                 side = await stack.enter_async_context(
-                    local_runtime(
-                        daemons_of(fixtures), tmp, label=label,
-                        roster=roster if roster.exists() else None,
-                    )
+                    local_runtime(daemons_of(fixtures), tmp, label=label, roster=roster)
                 )
             else:
                 side = parse_side(spec, label, token)
             sides.append(side)
-        return await run_probe(fixtures, sides[0], sides[1], args.timeout)
+        return await run_probe(fixtures, sides[0], sides[1], timeout)
+
+
+def select(fixtures: Sequence[dict[str, Any]], only: str | None) -> list[dict[str, Any]]:
+    """The fixtures whose name or contract section contains ``only`` (all when None)."""
+    if not only:
+        return list(fixtures)
+    needle = only.lower()
+    return [f for f in fixtures if needle in f["name"].lower() or needle in f["contract"].lower()]
+
+
+def roster_for(fixtures_dir: str | os.PathLike[str]) -> Path | None:
+    """The fixture directory's ``roster.jsonl`` (validatord's roster for local sides)."""
+    path = Path(fixtures_dir) / "roster.jsonl"
+    return path if path.exists() else None
 
 
 def main(argv: list[str]) -> int:
@@ -702,12 +726,15 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"lakehouse parity: {exc}", file=sys.stderr)
         return 2
-    if args.only:
-        needle = args.only.lower()
-        fixtures = [f for f in fixtures if needle in f["name"].lower() or needle in f["contract"].lower()]
+    fixtures = select(fixtures, args.only)
     if not fixtures:
         print("lakehouse parity: no http fixture selected", file=sys.stderr)
         return 2
-    report = asyncio.run(_run_cli(args, fixtures))
+    report = asyncio.run(
+        probe(
+            fixtures, args.left, args.right, roster=roster_for(args.fixtures),
+            left_token=args.left_token, right_token=args.right_token, timeout=args.timeout,
+        )
+    )
     print(report.render())
     return 0 if report.ok else 1

@@ -3,63 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-import re
 import subprocess
 import sys
 import time
-import unicodedata
 
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from parity.reference import embed as twin
 
 from lakehouse.embed import hashing
 from lakehouse.embed.hashing import feature_hash, features, hash_embed, tokenize
 
-# -- the twin: docs/embed.md "The hash embedder, exactly", in plain Python ---------------
-
-
-def twin_normalise(text: str) -> str:
-    s = unicodedata.normalize("NFKD", text)
-    s = "".join(c for c in s if unicodedata.combining(c) == 0)
-    return s.casefold()
-
-
-def twin_features(text: str) -> list[tuple[str, float]]:
-    s = twin_normalise(text)
-    tokens = re.findall(r"[^\W_]+", s)
-    if not tokens:
-        return [("r:" + s, 1.0)]
-    out = [("w:" + t, 1.0) for t in tokens]
-    out += [("b:" + tokens[i] + " " + tokens[i + 1], 0.5) for i in range(len(tokens) - 1)]
-    for t in tokens:
-        p = "<" + t + ">"
-        grams = [p[j : j + n] for n in (3, 4, 5) for j in range(len(p) - n + 1)]
-        out += [("c:" + g, 1.0 / math.sqrt(len(grams))) for g in grams]
-    return out
-
-
-def twin_sign_bucket(f: str, dim: int) -> tuple[float, int]:
-    digest = hashlib.blake2b(f.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    h = int.from_bytes(digest, "little")
-    return (-1.0 if h >> 63 else 1.0), (h & (2**63 - 1)) % dim
-
-
-def twin_embed(text: str, dim: int) -> list[float]:
-    v = [0.0] * dim
-    for f, weight in twin_features(text):
-        sign, bucket = twin_sign_bucket(f, dim)
-        v[bucket] += sign * weight
-    norm = math.sqrt(sum(x * x for x in v))
-    if norm < 1e-9:
-        sign, bucket = twin_sign_bucket("r:" + twin_normalise(text), dim)
-        v = [0.0] * dim
-        v[bucket] = sign
-        norm = 1.0
-    return [x / norm for x in v]
+# The twin: docs/embed.md "The hash embedder, exactly", in plain Python. It lives in
+# parity/reference/embed.py (one copy, shared with the parity probe).
+twin_normalise = twin.normalize
+twin_features = twin.features
+twin_sign_bucket = twin.sign_bucket
+twin_embed = twin.embed
 
 
 # Texts from the whole of Unicode (hypothesis leaves out lone surrogates) and staffing-like text.
