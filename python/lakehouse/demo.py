@@ -404,13 +404,17 @@ class _Story:
     async def run(self) -> None:
         await self.check_existing()
         csv = self.generate()
-        await self.ingest(csv)
-        await self.count_roles()
-        await self.build_corpus()
-        await self.search_demand()
-        await self.approve()
-        await self.rephrase()
-        await self.isolation()
+        for step in (
+            lambda: self.ingest(csv),
+            self.count_roles,
+            self.build_corpus,
+            self.search_demand,
+            self.approve,
+            self.rephrase,
+            self.isolation,
+        ):
+            self.say()
+            await step()
 
     # -- 0: never overwrite someone else's data ---------------------------------------------
 
@@ -748,6 +752,7 @@ async def run_story(
                 raise DemoError(f"{story.step}: {exc}", exc.service) from exc
             raise
     outcome.elapsed = time.monotonic() - t0
+    narrator.say()
     narrator.para(
         f"Every request carried {TRACE_HEADER}: {trace_id}; {outcome.traced} of "
         f"{outcome.requests} answers brought it back.",
@@ -892,16 +897,12 @@ def _run_own_stack(args: argparse.Namespace, scenario: Scenario, narrator: Narra
                     narrator, f"{exc}{extra}{_tail(stack, exc.service or (dead and dead[0]))}"
                 )
             narrator.progress("Stopping the stack...")
-        kept = (
-            ""
-            if temp
-            else f" Its data stays in {data_dir}: `lakehouse up --data-dir {data_dir}` serves it."
-        )
         narrator.para(
-            f"Done in {time.monotonic() - t0:.1f} s; the stack is stopped.{kept}",
-            first="",
-            indent="",
+            f"Done in {time.monotonic() - t0:.1f} s; the stack is stopped.", first="", indent=""
         )
+        if not temp:
+            narrator.say(f"Its data stays in {data_dir}; serve it again with:")
+            narrator.say(f"  lakehouse up --data-dir {data_dir}")
         return 0
     except StackError as exc:
         return _fail(narrator, f"the stack did not start: {exc}")
@@ -929,9 +930,9 @@ def _run_against(url: str, args: argparse.Namespace, scenario: Scenario, narrato
         indent="",
     )
     narrator.say()
-    token = (
-        args.token or (load_config(args.config) if args.config else Config()).auth.resolved_token()
-    )
+    # a stack with auth on: the token of [auth] (by default the AUTH_TOKEN variable), never
+    # a command-line argument (other users can read those)
+    token = (load_config(args.config) if args.config else Config()).auth.resolved_token()
     try:
         run_demo(url, scenario, out=narrator.out, token=token or None)
     except DemoError as exc:
@@ -975,7 +976,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--config", help="own stack: this lakehouse.toml (default: the embedded defaults)"
     )
-    parser.add_argument("--token", help="bearer token for a stack with auth (default: $AUTH_TOKEN)")
     parser.add_argument(
         "--n", type=int, default=Scenario.roster_size, help="roster size (default 2000)"
     )
