@@ -592,7 +592,10 @@ async def run_probe(
 def _describe(side: Side) -> str:
     if side.gateway:
         return f"{side.label} (gateway {side.gateway})"
-    return f"{side.label} ({len(side.daemons)} daemon URLs)"
+    names = sorted(side.daemons)
+    if len(names) > 3:
+        return f"{side.label} ({len(names)} daemon URLs)"
+    return f"{side.label} ({', '.join(f'{n} {side.daemons[n]}' for n in names)})"
 
 
 # -- this runtime, in process -----------------------------------------------------------------
