@@ -1,1 +1,2 @@
-"""Parity tooling: a pure-Python reference runtime and helpers that compare two runtimes."""
+"""Parity tooling: a pure-Python reference runtime, fixtures that encode the reference
+contract, and probes that hold two runtimes to the same answers (docs/parity.md)."""

@@ -218,3 +218,17 @@ async def test_bad_usage_exits_2(capsys, tmp_path):
     assert await run_cli(["--left", "3110", "--right", "local", "--fixtures", str(FIXTURES)]) == 2
     assert await run_cli(["--left", "local", "--right", "local", "--fixtures", str(tmp_path)]) == 2
     assert await run_cli(["--left", "local", "--right", "local", "--fixtures", str(FIXTURES), "--only", "zzz-none"]) == 2
+
+
+async def test_gateway_side_matches_daemon_side(tmp_path):
+    # the right side reached through this runtime's gateway (/v1 prefix), the left directly
+    fixtures = select(HTTP, "§13.2") + select(HTTP, "§9.4") + select(HTTP, "§7.3")
+    daemons = daemons_of(fixtures)
+    async with (
+        local_runtime(daemons, tmp_path / "left", label="left", roster=roster_for(FIXTURES)) as left,
+        local_runtime([*daemons, "gateway"], tmp_path / "right", roster=roster_for(FIXTURES)) as right,
+    ):
+        via_gateway = parse_side(right.daemons["gateway"], "right")
+        report = await run_probe(fixtures, left, via_gateway)
+    assert report.ok, report.render()
+    assert "gateway http://127.0.0.1:" in report.render()
