@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from lakehouse.parity import contains
 from parity.reference import embed as ref_embed
 from parity.reference import index as ref_index
 from parity.reference import playbook as ref_playbook
@@ -419,12 +420,6 @@ def compare(fn: Function, base: Any, other: Any) -> tuple[bytes, bytes]:
     return canonical(a), canonical(b)
 
 
-def _subset(want: Any, have: Any) -> bool:
-    if isinstance(want, dict):
-        return isinstance(have, dict) and all(k in have and _subset(v, have[k]) for k, v in want.items())
-    return want == have
-
-
 def check_fixture(fx: Mapping[str, Any]) -> list[str]:
     """Problems with one library fixture: [] when the implementation equals the twin (where
     one exists) and the contract's expectation. Each problem carries its diff."""
@@ -456,7 +451,7 @@ def check_fixture(fx: Mapping[str, Any]) -> list[str]:
         want = normalised(fn, fx["expect_subset"])
         if fn.floats == "tolerance":
             want = reconcile(have, want, fn.tolerance)
-        if not _subset(want, have):
+        if not contains(want, have):
             problems.append(
                 "does not contain the contract's expectation:\n"
                 + diff(canonical(want), canonical(have), "expected (subset)", fn.impl_kind)

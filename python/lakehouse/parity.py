@@ -56,6 +56,7 @@ __all__ = [
     "ProbeReport",
     "Side",
     "canonical",
+    "contains",
     "invalid_reason",
     "load_fixtures",
     "local_runtime",
@@ -164,15 +165,15 @@ def canonical(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode()
 
 
-def _subset(want: Any, have: Any) -> bool:
+def contains(want: Any, have: Any) -> bool:
     """``want`` is contained in ``have``: objects by key, lists element by element (same
     length), recursively; everything else equal."""
     if isinstance(want, dict):
-        return isinstance(have, dict) and all(k in have and _subset(v, have[k]) for k, v in want.items())
+        return isinstance(have, dict) and all(k in have and contains(v, have[k]) for k, v in want.items())
     if isinstance(want, list):
         return (
             isinstance(have, list) and len(want) == len(have)
-            and all(_subset(a, b) for a, b in zip(want, have, strict=True))
+            and all(contains(a, b) for a, b in zip(want, have, strict=True))
         )
     return want == have
 
@@ -487,7 +488,7 @@ def invalid_reason(fx: Mapping[str, Any], answer: Answer, token: str = "") -> st
     decoded = _decoded(fx, answer, token)
     if "expect" in fx and decoded != fx["expect"]:
         return "differs from the fixture's expectation:\n" + _diff(fx["expect"], decoded, "expected", "answered")
-    if "expect_subset" in fx and not _subset(fx["expect_subset"], decoded):
+    if "expect_subset" in fx and not contains(fx["expect_subset"], decoded):
         return "does not contain the fixture's expectation:\n" + _diff(
             fx["expect_subset"], decoded, "expected (subset)", "answered"
         )
