@@ -1,7 +1,7 @@
 """The HTTP parity probe: the same requests to two runtimes, answers normalised and compared.
 
     lakehouse parity --left http://127.0.0.1:3110 --right http://go-host:3110 --fixtures parity/fixtures
-    lakehouse parity --left local --right ports:10.0.0.5          # this runtime vs the Go one
+    lakehouse parity --left local --right ports:go-host           # this runtime vs the Go one
     lakehouse parity --left local --right local                   # two fresh instances of ours
 
 Every HTTP fixture (``"kind": "http"`` in ``parity/fixtures/*.json``, format in docs/parity.md)

@@ -53,8 +53,8 @@ def test_normalise_ignores_noise_and_rounds_float32_digits():
 
 
 def test_side_specs():
-    gw = parse_side("http://10.0.0.5:3110/", "left")
-    assert gw.url("matrixd", "/matrix/search") == "http://10.0.0.5:3110/v1/matrix/search"
+    gw = parse_side("http://go-host:3110/", "left")
+    assert gw.url("matrixd", "/matrix/search") == "http://go-host:3110/v1/matrix/search"
     ports = parse_side("ports:127.0.0.1", "right")
     assert ports.url("validatord", "/validate") == "http://127.0.0.1:3221/validate"
     assert ports.url("matrixd", "/matrix/search") == "http://127.0.0.1:3218/matrix/search"
