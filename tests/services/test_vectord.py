@@ -456,6 +456,7 @@ async def test_concurrent_searches_share_trips_and_keep_their_own_answers(client
     await add(client, "w", [{"id": f"i{j}", "vector": x[j], "metadata": {"j": j}} for j in range(300)])
     bodies = [{"vector": x[j], "k": 3} for j in range(30)]
     bodies += [{"vector": x[0], "k": 0}, {"vector": x[0][:10]}, {"vector": x[1], "k": 2, "exclude_ids": ["i1"]}]
+    bodies += [{"vector": np.full(256, 1e39), "k": 3}]  # alike the first 30: in their batch call
     answers = await asyncio.gather(*(call(client, "POST", "/vectors/index/w/search", b) for b in bodies))
     for j in range(30):
         status, body = answers[j]
@@ -463,8 +464,10 @@ async def test_concurrent_searches_share_trips_and_keep_their_own_answers(client
     assert_error(*answers[30], 400, "k must be")
     assert_error(*answers[31], 400, "10 dimensions")
     assert answers[32][0] == 200 and answers[32][1]["results"][0]["id"] != "i1"
+    assert_error(*answers[33], 400, "NaN or inf")  # and only it failed
     batcher = client.server.app[VECTORD].searches
-    assert batcher.jobs == 33 and batcher.trips < 33  # trips were shared
+    assert batcher.jobs == 34 and batcher.trips < 34  # trips were shared
+    assert batcher.grouped > 0  # and alike searches shared a native batch call
 
 
 # -- delete items, get item ----------------------------------------------------------------

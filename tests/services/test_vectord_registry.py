@@ -214,3 +214,23 @@ def test_add_and_delete_follow_the_model(tmp_path_factory, program):
             await check(client)
 
     asyncio.run(run())
+
+
+def test_a_trip_batches_alike_searches_and_isolates_a_bad_one():
+    from lakehouse.services.vectord import SearchJob, _answer, _run_trip
+
+    reg = VectorRegistry(None)
+    ix = reg.create(IndexParams("w", 8, "euclidean"))
+    x = np.random.default_rng(4).standard_normal((50, 8)).astype(np.float32)
+    ix.add([f"i{j}" for j in range(50)], x, [b'{"j": %d}' % j for j in range(50)])
+    good = [SearchJob(ix, x[j], 3, None, None, None) for j in range(5)]  # type: ignore[arg-type]
+    singles = [_answer(ix.search(x[j], 3)) for j in range(5)]
+    out, grouped = _run_trip(good)
+    assert grouped == 5 and out == singles  # the batch call answers exactly like single ones
+    bad = SearchJob(ix, np.full(8, np.inf, np.float32), 3, None, None, None)  # type: ignore[arg-type]
+    out, grouped = _run_trip([*good, bad])
+    assert grouped == 0 and out[:5] == singles
+    assert isinstance(out[5], ValueError) and "NaN or inf" in str(out[5])
+    other_k = SearchJob(ix, x[0], 4, None, None, None)  # type: ignore[arg-type]
+    out, grouped = _run_trip([*good, other_k])
+    assert grouped == 5 and orjson.loads(out[5])["results"][3]["id"] != "i0"

@@ -81,9 +81,10 @@ class SearchBatcher:
     On a small machine a hop to a thread and back costs about as much as a search itself,
     and every time a worker thread takes the GIL back it may wait behind the event loop.
     So searches queue here; at most ``max_inflight`` trips run at once (one per core), each
-    takes up to ``max_batch`` queued searches, and a finished trip resolves all its requests
-    with one wake-up of the event loop. Alone, a search makes the trip by itself; under
-    load, trips carry many searches. Each request gets its own answer or its own error.
+    takes up to ``max_batch`` queued searches (run by :func:`_run_trip`), and a finished
+    trip resolves all its requests with one wake-up of the event loop. Alone, a search
+    makes the trip by itself; under load, trips carry many searches. Each request gets its
+    own answer or its own error.
     """
 
     def __init__(self, executor: ThreadPoolExecutor, max_inflight: int, max_batch: int = 32) -> None:
@@ -95,6 +96,8 @@ class SearchBatcher:
         self._scheduled = False
         self.trips = 0
         self.jobs = 0
+        #: searches answered by a shared native batch call
+        self.grouped = 0
 
     def search(
         self, entry: NamedIndex, query: np.ndarray, k: int, ef: int | None, exclude: list[str] | None
@@ -126,7 +129,8 @@ class SearchBatcher:
     def _finish(self, trip: list[SearchJob], done: Any) -> None:
         self._inflight -= 1
         try:
-            results = done.result()
+            results, grouped = done.result()
+            self.grouped += grouped
         except BaseException as exc:  # the pool is shutting down
             results = [exc] * len(trip)
         for job, result in zip(trip, results, strict=True):
@@ -141,19 +145,40 @@ class SearchBatcher:
             asyncio.get_running_loop().call_soon(self._drain)
 
 
-def _run_trip(trip: list[SearchJob]) -> list[bytes | BaseException]:
-    """On a worker thread: every search of a trip, each with its own answer or error.
-
-    (Grouping a trip's searches into one native batch call measured no better here: the
-    batch call returns no metadata, and looking it up per hit costs what it saves.)
-    """
-    out: list[bytes | BaseException] = []
-    for job in trip:
-        try:
-            out.append(_answer(job.entry.search(job.query, job.k, job.ef, job.exclude)))
-        except Exception as exc:
-            out.append(exc)
-    return out
+def _run_trip(trip: list[SearchJob]) -> tuple[list[bytes | BaseException], int]:
+    """On a worker thread: every search of a trip, each with its own answer or error; and
+    how many were answered by a shared batch call."""
+    out: list[bytes | BaseException | None] = [None] * len(trip)
+    # Searches alike (index, k, ef, exclude_ids) run as one native batch call: the GIL is
+    # released once for all of them instead of twice per search, and the core spreads them
+    # over its threads. (The batch call returns no metadata: NamedIndex.search_batch looks
+    # it up once per distinct hit, with the GIL held but without giving it up.)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, job in enumerate(trip):
+        key = (id(job.entry), job.k, job.ef, tuple(job.exclude or ()))
+        groups.setdefault(key, []).append(i)
+    grouped = 0
+    for members in groups.values():
+        if len(members) > 1:
+            first = trip[members[0]]
+            try:
+                rows = first.entry.search_batch(
+                    np.stack([trip[i].query for i in members]), first.k, first.ef, first.exclude
+                )
+            except Exception:
+                pass  # a bad query in the group: answer each on its own below
+            else:
+                for i, row in zip(members, rows, strict=True):
+                    out[i] = _answer(row)
+                grouped += len(members)
+                continue
+        for i in members:
+            job = trip[i]
+            try:
+                out[i] = _answer(job.entry.search(job.query, job.k, job.ef, job.exclude))
+            except Exception as exc:
+                out[i] = exc
+    return out, grouped  # type: ignore[return-value]
 
 
 def _answer(hits: list[Any]) -> bytes:
