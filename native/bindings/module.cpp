@@ -275,6 +275,7 @@ PYBIND11_MODULE(_native, m) {
       .def("_inject_graph_failures", &Index::inject_graph_failures)
       .def("_graph_neighbours", &Index::graph_neighbours, py::arg("id"), py::arg("layer"))
       .def("_graph_entry", &Index::graph_entry)
+      .def("_graph_level", &Index::graph_level, py::arg("id"))
       .def("to_bytes",
            [](const Index& ix) {
              py::object result;

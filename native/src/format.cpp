@@ -86,9 +86,13 @@ inline bool little_endian() {
   return b == 1;
 }
 
-class Writer {
+// Sinks for IndexCodec::write. Both keep a running CRC-32C of everything written.
+// MemoryWriter fills a buffer of the exact size; FileWriter stages small fields in a buffer
+// and writes large blocks (the vector array) straight from the index's memory, so a save
+// never builds the whole image in memory.
+class MemoryWriter {
  public:
-  explicit Writer(char* out) : p_(out), begin_(out) {}
+  explicit MemoryWriter(char* out) : p_(out), begin_(out) {}
   void bytes(const void* src, std::size_t n) {
     if (n) std::memcpy(p_, src, n);
     p_ += n;
@@ -97,12 +101,70 @@ class Writer {
   void u32(std::uint32_t v) { bytes(&v, 4); }
   void i32(std::int32_t v) { bytes(&v, 4); }
   void u64(std::uint64_t v) { bytes(&v, 8); }
+  template <class F>
+  void fill(std::size_t n, F&& byte_at) {
+    for (std::size_t i = 0; i < n; ++i) p_[i] = byte_at(i);
+    p_ += n;
+  }
+  std::uint32_t crc() const { return crc32c(begin_, std::size_t(p_ - begin_)); }
   std::size_t written() const { return std::size_t(p_ - begin_); }
-  const char* begin() const { return begin_; }
 
  private:
   char* p_;
   char* begin_;
+};
+
+class FileWriter {
+ public:
+  FileWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)), buf_(1 << 20) {}
+  void bytes(const void* src, std::size_t n) {
+    if (n >= (1 << 16)) {  // large: straight through
+      flush();
+      crc_ = crc32c(src, n, crc_);
+      write_all(static_cast<const char*>(src), n);
+      return;
+    }
+    if (used_ + n > buf_.size()) flush();
+    std::memcpy(buf_.data() + used_, src, n);
+    used_ += n;
+  }
+  void u8(std::uint8_t v) { bytes(&v, 1); }
+  void u32(std::uint32_t v) { bytes(&v, 4); }
+  void i32(std::int32_t v) { bytes(&v, 4); }
+  void u64(std::uint64_t v) { bytes(&v, 8); }
+  template <class F>
+  void fill(std::size_t n, F&& byte_at) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (used_ == buf_.size()) flush();
+      buf_[used_++] = byte_at(i);
+    }
+  }
+  std::uint32_t crc() {
+    flush();
+    return crc_;
+  }
+  void flush() {
+    if (used_ == 0) return;
+    crc_ = crc32c(buf_.data(), used_, crc_);
+    write_all(buf_.data(), used_);
+    used_ = 0;
+  }
+
+ private:
+  void write_all(const char* p, std::size_t n) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) throw std::runtime_error("cannot write '" + path_ + "': " + std::strerror(errno));
+      p += w;
+      n -= std::size_t(w);
+    }
+  }
+  int fd_;
+  std::string path_;
+  std::vector<char> buf_;
+  std::size_t used_ = 0;
+  std::uint32_t crc_ = 0;
 };
 
 class Reader {
@@ -130,6 +192,13 @@ constexpr std::uint8_t kUnlinkedLevel = 0xFF;
 }  // namespace
 
 class IndexCodec {
+  // A list's count, clamped to its capacity (what the writer copies).
+  static std::uint32_t link_count(const HnswGraph& g, std::size_t slot, int layer) {
+    const std::uint32_t* blk = g.links_block(std::uint32_t(slot), layer);
+    if (blk == nullptr) return 0;
+    return std::min<std::uint32_t>(blk[0], std::uint32_t(layer == 0 ? g.max_m0() : g.m()));
+  }
+
  public:
   // Caller holds snap (exclusive), struct and meta (shared).
   static std::size_t size_of(const Index& ix, bool with_graph) {
@@ -146,24 +215,20 @@ class IndexCodec {
     if (with_graph) {
       const HnswGraph& g = *ix.graph_;
       n += 4 + 4 + slots;
-      std::vector<std::uint32_t> nb;
       for (std::size_t s = 0; s < slots; ++s) {
         const int level = g.level(std::uint32_t(s));
         if (level == kUnlinkedLevel) continue;
-        for (int l = 0; l <= level; ++l) {
-          g.neighbours(std::uint32_t(s), l, nb);
-          n += 4 + nb.size() * 4;
-        }
+        for (int l = 0; l <= level; ++l) n += 4 + 4 * std::size_t(link_count(g, s, l));
       }
     }
     return n + 4 + 8;
   }
 
-  static void write(const Index& ix, bool with_graph, char* out, std::size_t size) {
+  template <class Sink>
+  static void write(const Index& ix, bool with_graph, Sink& w) {
     const SideStore& st = ix.store_;
     const IndexParams& p = ix.params_;
     const std::size_t slots = st.size();
-    Writer w(out);
     w.bytes(kFormatMagic, 8);
     w.u32(kFormatVersion);
     w.u32(0);
@@ -178,7 +243,7 @@ class IndexCodec {
     w.u64(slots);
     w.u64(st.live());
     w.u64(st.deleted());
-    for (std::size_t s = 0; s < slots; ++s) w.u8(static_cast<std::uint8_t>(st.state(std::uint32_t(s))));
+    w.fill(slots, [&](std::size_t s) { return static_cast<char>(st.state(std::uint32_t(s))); });
     for (std::uint32_t s : st.free_slots()) w.u32(s);
     w.bytes(st.data(), slots * st.dims() * sizeof(float));
     for (std::size_t s = 0; s < slots; ++s) {
@@ -195,21 +260,20 @@ class IndexCodec {
       const HnswGraph& g = *ix.graph_;
       w.u32(g.entry_point());
       w.i32(g.max_level());
-      for (std::size_t s = 0; s < slots; ++s) w.u8(static_cast<std::uint8_t>(g.level(std::uint32_t(s))));
-      std::vector<std::uint32_t> nb;
+      w.fill(slots, [&](std::size_t s) { return static_cast<char>(g.level(std::uint32_t(s))); });
       for (std::size_t s = 0; s < slots; ++s) {
         const int level = g.level(std::uint32_t(s));
         if (level == kUnlinkedLevel) continue;
         for (int l = 0; l <= level; ++l) {
-          g.neighbours(std::uint32_t(s), l, nb);
-          w.u32(std::uint32_t(nb.size()));
-          w.bytes(nb.data(), nb.size() * 4);
+          // count then ids, exactly the in-memory block: one copy per list
+          const std::uint32_t cnt = link_count(g, s, l);
+          w.u32(cnt);
+          if (cnt) w.bytes(g.links_block(std::uint32_t(s), l) + 1, std::size_t(cnt) * 4);
         }
       }
     }
-    w.u32(crc32c(w.begin(), w.written()));
+    w.u32(w.crc());
     w.bytes(kFormatEnd, 8);
-    if (w.written() != size) throw std::logic_error("index serialisation size mismatch");
   }
 
   static std::unique_ptr<Index> read(const char* data, std::size_t size) {
@@ -344,8 +408,9 @@ void Index::serialize(const std::function<char*(std::size_t)>& alloc) const {
   std::shared_lock<RwLock> mt(meta_mu_);
   const bool with_graph = graph_built_ && !graph_broken_.load();
   const std::size_t size = IndexCodec::size_of(*this, with_graph);
-  char* out = alloc(size);
-  IndexCodec::write(*this, with_graph, out, size);
+  MemoryWriter w(alloc(size));
+  IndexCodec::write(*this, with_graph, w);
+  if (w.written() != size) throw std::logic_error("index serialisation size mismatch");
 }
 
 std::string Index::to_bytes() const {
@@ -370,37 +435,29 @@ namespace {
 }  // namespace
 
 void Index::save(const std::string& path, bool durable) const {
-  // Serialise into an uninitialised buffer (no zero-fill pass over a large index).
-  std::unique_ptr<char[]> buf;
-  std::size_t size = 0;
-  serialize([&](std::size_t n) {
-    buf.reset(new char[std::max<std::size_t>(n, 1)]);
-    size = n;
-    return buf.get();
-  });
-  const std::string_view bytes(buf.get(), size);
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) io_error("cannot create", tmp);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      io_error("cannot write", tmp);
+  try {
+    {
+      std::unique_lock<RwLock> snap(snap_mu_);
+      std::shared_lock<RwLock> st(struct_mu_);
+      std::shared_lock<RwLock> mt(meta_mu_);
+      FileWriter w(fd, tmp);
+      IndexCodec::write(*this, graph_built_ && !graph_broken_.load(), w);
+      w.flush();
     }
-    done += std::size_t(n);
-  }
-  if (durable && ::fsync(fd) != 0) {
+    if (durable && ::fsync(fd) != 0) io_error("cannot fsync", tmp);
+  } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
-    io_error("cannot fsync", tmp);
+    throw;
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
     ::unlink(tmp.c_str());
+    errno = err;
     io_error("cannot rename over", path);
   }
   if (!durable) return;

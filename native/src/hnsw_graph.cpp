@@ -159,7 +159,8 @@ void HnswGraph::write_links(std::uint32_t* blk, const std::uint32_t* ids, std::s
   store_count(blk, static_cast<std::uint32_t>(n));
 }
 
-void HnswGraph::greedy(const float* q, int layer, std::uint32_t& ep, float& ep_dist) const {
+void HnswGraph::greedy(const float* q, int layer, std::uint32_t& ep, float& ep_dist,
+                       std::uint32_t exclude) const {
   Scratch& sc = scratch();
   if (sc.buf.size() < max_m0_) sc.buf.resize(max_m0_);
   const VecView vv = view();
@@ -169,7 +170,7 @@ void HnswGraph::greedy(const float* q, int layer, std::uint32_t& ep, float& ep_d
     const std::size_t n = read_links(ep, layer, sc.buf.data());
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = sc.buf[i];
-      if (s >= capacity_ || store_.state(s) == SlotState::Free) continue;
+      if (s >= capacity_ || s == exclude || store_.state(s) == SlotState::Free) continue;
       const float d = vv(q, s);
       if (d < ep_dist) {
         ep_dist = d;
@@ -186,8 +187,13 @@ void HnswGraph::search_layer(const float* q, std::uint32_t ep, float ep_dist, in
   sc.begin(capacity_, max_m0_);
   auto& cand = sc.cand;
   top.clear();
+  // While inserting (exclude = the new node), a neighbour must already be linked: a slot
+  // taken by another add but not yet inserted will have its links reset by that insert.
+  const bool inserting = exclude != kNoSlot;
   auto accept = [&](std::uint32_t s) {
-    return s != exclude && store_.state(s) == SlotState::Live && (filter == nullptr || (*filter)(s));
+    return s != exclude && store_.state(s) == SlotState::Live &&
+           (!inserting || __atomic_load_n(&levels_[s], __ATOMIC_ACQUIRE) != kUnlinked) &&
+           (filter == nullptr || (*filter)(s));
   };
   sc.visit(ep);
   cand.emplace_back(ep_dist, ep);
@@ -292,11 +298,26 @@ void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighb
       pool.emplace_back(vv(nv, s), s);
     }
     std::sort(pool.begin(), pool.end());
+    // Keep the list full: the heuristic can drop many old links at once (a near-duplicate
+    // newcomer "covers" them), and nodes that lose their in-links become unreachable. The
+    // closest discarded candidates refill it ("keepPrunedConnections", Malkov & Yashunin).
+    const std::vector<Candidate> all = pool;
     select_neighbours(pool, limit);
+    for (const Candidate& c : all) {
+      if (pool.size() >= limit) break;
+      bool kept = false;
+      for (const Candidate& k : pool) kept |= k.second == c.second;
+      if (!kept) pool.push_back(c);
+    }
     ids.clear();
     for (const Candidate& c : pool) ids.push_back(c.second);
     write_links(blk, ids.data(), ids.size());
   }
+}
+
+void HnswGraph::mark_unlinked(std::uint32_t slot) {
+  NodeLock lock(*this, slot);
+  __atomic_store_n(&levels_[slot], kUnlinked, __ATOMIC_RELEASE);
 }
 
 void HnswGraph::insert(std::uint32_t slot, int level) {
@@ -338,7 +359,7 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
     }
   }
   float ep_dist = dist(v, ep);
-  for (int l = top; l > level; --l) greedy(v, l, ep, ep_dist);
+  for (int l = top; l > level; --l) greedy(v, l, ep, ep_dist, slot);
   std::vector<Candidate> found;
   for (int l = std::min(level, top); l >= 0; --l) {
     search_layer(v, ep, ep_dist, l, ef_construction_, nullptr, slot, scratch(), found);
@@ -359,6 +380,7 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
   const int top = __atomic_load_n(&levels_[slot], __ATOMIC_ACQUIRE);
   if (top == kUnlinked) return;
   std::vector<std::uint32_t> around(max_m0_);
+  std::vector<std::pair<std::uint32_t, int>> worn;  // lists deletes have worn too short
   for (int layer = 0; layer <= top; ++layer) {
     const std::size_t na = read_links(slot, layer, around.data());
     const std::size_t limit = cap(layer);
@@ -398,10 +420,110 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
       } else {
         store(blk + 1 + at, load(blk + cnt));
         store_count(blk, static_cast<std::uint32_t>(cnt - 1));
+        if (cnt - 1 < m_ / 2) worn.emplace_back(n, layer);
       }
     }
   }
+  for (const auto& [n, layer] : worn) relink(n, layer);
+  // The deleted node's neighbours may have been reachable only through it; once its slot
+  // is reused its links are gone, so each of them must keep an in-link of its own.
+  const std::size_t na = read_links(slot, 0, around.data());
+  for (std::size_t a = 0; a < na; ++a) {
+    const std::uint32_t c = around[a];
+    if (c < capacity_ && c != slot && store_.state(c) == SlotState::Live) ensure_in_link(c, slot);
+  }
   if (entry_point() == slot) choose_entry_excluding(slot);
+}
+
+void HnswGraph::relink(std::uint32_t node, int layer) {
+  std::uint32_t ep = entry_point();
+  if (ep == kNoSlot || ep == node || store_.state(node) != SlotState::Live) return;
+  const VecView vv = view();
+  const float* v = vv.at(node);
+  float ep_dist = vv(v, ep);
+  for (int l = max_level(); l > layer; --l) greedy(v, l, ep, ep_dist, node);
+  std::vector<Candidate> found;
+  search_layer(v, ep, ep_dist, layer, ef_construction_, nullptr, node, scratch(), found);
+  std::uint32_t mine[2 * kMaxM];
+  const std::size_t n = read_links(node, layer, mine);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t s = mine[i];
+    if (s >= capacity_ || s == node || store_.state(s) != SlotState::Live) continue;
+    bool dup = false;
+    for (const Candidate& c : found) dup |= c.second == s;
+    if (!dup) found.emplace_back(vv(v, s), s);
+  }
+  std::sort(found.begin(), found.end());
+  select_neighbours(found, cap(layer));
+  connect(node, found, layer);
+}
+
+void HnswGraph::ensure_in_link(std::uint32_t node, std::uint32_t gone) {
+  std::uint32_t mine[2 * kMaxM];
+  std::uint32_t theirs[2 * kMaxM];
+  const std::size_t n = read_links(node, 0, mine);
+  const VecView vv = view();
+  const float* nv = vv.at(node);
+  std::uint32_t best = kNoSlot;
+  float best_d = kInf;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t s = mine[i];
+    if (s == gone || s == node || s >= capacity_ || store_.state(s) != SlotState::Live) continue;
+    const std::size_t m = read_links(s, 0, theirs);
+    for (std::size_t j = 0; j < m; ++j) {
+      if (theirs[j] == node) return;  // already has an in-link
+    }
+    const float d = vv(nv, s);
+    if (d < best_d) {
+      best_d = d;
+      best = s;
+    }
+  }
+  if (best == kNoSlot) return;
+  NodeLock lock(*this, best);
+  std::uint32_t* blk = links0(best);
+  const std::size_t cnt = std::min<std::size_t>(load(blk), max_m0_);
+  std::size_t far = cnt;
+  float far_d = -1;
+  const float* bv = vv.at(best);
+  for (std::size_t i = 0; i < cnt; ++i) {
+    const std::uint32_t s = load(blk + 1 + i);
+    if (s == node) return;
+    // a link to a tombstone is the first to go
+    const float d = (s >= capacity_ || store_.state(s) != SlotState::Live) ? kInf : vv(bv, s);
+    if (d > far_d) {
+      far_d = d;
+      far = i;
+    }
+  }
+  if (cnt < max_m0_) {
+    store(blk + 1 + cnt, node);
+    store_count(blk, static_cast<std::uint32_t>(cnt + 1));
+  } else {
+    store(blk + 1 + far, node);
+  }
+}
+
+std::size_t HnswGraph::link_orphans() {
+  const std::size_t slots = std::min(store_.size(), capacity_);
+  std::vector<std::uint32_t> indegree(slots, 0);
+  std::vector<std::uint32_t> buf(max_m0_);
+  for (std::size_t s = 0; s < slots; ++s) {
+    if (levels_[s] == kUnlinked) continue;
+    const std::size_t n = read_links(std::uint32_t(s), 0, buf.data());
+    for (std::size_t i = 0; i < n; ++i) {
+      if (buf[i] < slots) ++indegree[buf[i]];
+    }
+  }
+  const std::uint32_t entry = entry_point();
+  std::size_t linked = 0;
+  for (std::size_t s = 0; s < slots; ++s) {
+    if (indegree[s] > 0 || s == entry || levels_[s] == kUnlinked) continue;
+    if (store_.state(std::uint32_t(s)) != SlotState::Live) continue;
+    ensure_in_link(std::uint32_t(s), kNoSlot);
+    ++linked;
+  }
+  return linked;
 }
 
 void HnswGraph::choose_entry_excluding(std::uint32_t slot) {

@@ -155,6 +155,7 @@ std::pair<std::size_t, std::size_t> Index::add(
       const std::uint32_t slot = store_.find(ids[i]);
       if (slot == kNoSlot) {
         fresh.push_back(store_.insert(ids[i], vec, owned(meta)));
+        if (graph_built) graph_->mark_unlinked(fresh.back());
         ++added;
         continue;
       }
@@ -168,6 +169,7 @@ std::pair<std::size_t, std::size_t> Index::add(
       store_.remove(slot);
       dead.push_back(slot);
       fresh.push_back(store_.insert(ids[i], vec, std::move(keep)));
+      if (graph_built) graph_->mark_unlinked(fresh.back());
     }
     if (!graph_built) {
       for (std::uint32_t s : dead) store_.release(s);
@@ -265,7 +267,10 @@ void Index::rebuild_graph(bool count_as_rebuild) {
         }
       }
     });
-    if (!failed) break;
+    if (!failed) {
+      graph->link_orphans();
+      break;
+    }
     if (attempt >= 2) throw std::runtime_error("graph rebuild failed repeatedly");
     graph_failures_.fetch_add(1);
     SharedLock st(struct_mu_);
@@ -519,6 +524,15 @@ std::vector<std::string> Index::graph_neighbours(const std::string& id, int laye
     out.push_back(store_.state(s) == SlotState::Live ? store_.id(s) : std::string());
   }
   return out;
+}
+
+int Index::graph_level(const std::string& id) const {
+  SharedLock st(struct_mu_);
+  SharedLock mt(meta_mu_);
+  const std::uint32_t slot = store_.find(id);
+  if (slot == kNoSlot || !graph_built_) return -2;
+  const int level = graph_->level(slot);
+  return level == 0xFF ? -1 : level;
 }
 
 std::pair<std::string, int> Index::graph_entry() const {

@@ -61,6 +61,11 @@ class HnswGraph {
   // The level a node gets for insertion number `sequence` (deterministic for a seed).
   int random_level(std::uint64_t sequence) const;
 
+  // A slot just taken for a new item (possibly a reused tombstone): until insert() links it,
+  // it must not be chosen as the entry point or counted as part of the graph. Its old links
+  // stay readable for searches that reach it through stale links.
+  void mark_unlinked(std::uint32_t slot);
+
   // Links a live slot into the graph at `level`. Safe to run concurrently with other
   // inserts, repairs and searches.
   void insert(std::uint32_t slot, int level);
@@ -69,6 +74,11 @@ class HnswGraph {
   // them a replacement from the deleted node's own neighbourhood, and moves the entry point
   // off it. The slot's own links stay (stale in-links may still route through it).
   void repair_deleted(std::uint32_t slot);
+
+  // After a bulk build: gives every live node that no other node links to at level 0 an
+  // in-link from its nearest neighbour (HNSW pruning can leave a node unreachable).
+  // Returns how many were linked. Run before the graph is visible to searches.
+  std::size_t link_orphans();
 
   // Up to `ef` nearest live slots accepted by `filter`, ascending.
   void search(const float* query, std::size_t ef, const SlotFilter& filter,
@@ -84,6 +94,8 @@ class HnswGraph {
   int level(std::uint32_t slot) const { return levels_[slot]; }
   // Neighbours of slot at `layer` (copied; empty when the node has no such layer).
   void neighbours(std::uint32_t slot, int layer, std::vector<std::uint32_t>& out) const;
+  // The raw list (count, then ids) of slot at `layer`, or nullptr. Only while no writer runs.
+  const std::uint32_t* links_block(std::uint32_t slot, int layer) const { return block(slot, layer); }
   // Loading: restore_level allocates the node's layers, then restore_links fills each one
   // (ids already validated against the slot count; count <= the layer's cap).
   void restore_level(std::uint32_t slot, int level);
@@ -120,8 +132,11 @@ class HnswGraph {
   void write_links(std::uint32_t* blk, const std::uint32_t* ids, std::size_t n) const;
   float dist(const float* q, std::uint32_t slot) const { return space_.distance(q, store_.vector(slot)); }
 
-  // Greedy descent through one upper layer from (ep, ep_dist).
-  void greedy(const float* q, int layer, std::uint32_t& ep, float& ep_dist) const;
+  // Greedy descent through one upper layer from (ep, ep_dist), never stepping onto `exclude`
+  // (an insert must not descend onto its own node: a reused slot is reachable through stale
+  // links, sits at distance 0 from its own vector, and has no links yet).
+  void greedy(const float* q, int layer, std::uint32_t& ep, float& ep_dist,
+              std::uint32_t exclude = kNoSlot) const;
   // Beam search of width ef at `layer`; fills `top` with the best accepted candidates.
   void search_layer(const float* q, std::uint32_t ep, float ep_dist, int layer, std::size_t ef,
                     const SlotFilter* filter, std::uint32_t exclude, Scratch& scratch,
@@ -131,6 +146,13 @@ class HnswGraph {
   void select_neighbours(std::vector<Candidate>& cands, std::size_t m) const;
   void connect(std::uint32_t slot, const std::vector<Candidate>& neighbours, int layer);
   void choose_entry_excluding(std::uint32_t slot);
+  // Makes sure some live node other than `gone` lists `node` at level 0: its own
+  // neighbours are checked (links are made both ways), and if none lists it, its nearest
+  // live neighbour takes it in (displacing that neighbour's farthest link when full).
+  void ensure_in_link(std::uint32_t node, std::uint32_t gone);
+  // Re-runs an insert's neighbour search for an existing node at `layer` and merges the
+  // result with its current links: used when deletes have worn its list down.
+  void relink(std::uint32_t node, int layer);
 
   const SideStore& store_;
   const Space& space_;

@@ -121,6 +121,8 @@ class Index {
   void inject_graph_failures(int n);
   // Test hook: ids of an item's graph neighbours at `layer` (empty when not in the graph).
   std::vector<std::string> graph_neighbours(const std::string& id, int layer) const;
+  // Test hook: an item's graph level (-1 not linked, -2 absent or no graph).
+  int graph_level(const std::string& id) const;
   // Test hook: the entry point's id and the graph's top level ("" / -1 when empty).
   std::pair<std::string, int> graph_entry() const;
 
