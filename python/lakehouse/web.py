@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 import msgspec
 import orjson
 from aiohttp import web
@@ -43,6 +44,7 @@ __all__ = [
     "json_response",
     "error_response",
     "make_app",
+    "internal_session",
     "run_app",
     "check_bind",
     "mint_trace_id",
@@ -265,6 +267,21 @@ def auth_middleware(auth: AuthConfig) -> Callable[..., Awaitable[web.StreamRespo
 
 
 # -- the app ----------------------------------------------------------------------------
+
+
+def internal_session(config: Config, **kwargs: Any) -> aiohttp.ClientSession:
+    """A client session for calls to this stack's own daemons.
+
+    Every daemon enforces the same ``[auth]``, so when a token is configured the session sends
+    it as a bearer token. Use it only for configured upstream daemons: calls to anything else
+    (model providers, Ollama, a caller-supplied judge URL) get a plain session, so the token
+    never leaves the stack.
+    """
+    token = config.auth.resolved_token()
+    headers = dict(kwargs.pop("headers", None) or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return aiohttp.ClientSession(headers=headers, **kwargs)
 
 
 def make_app(

@@ -17,6 +17,7 @@ from lakehouse.clients.ingestd import IngestdClient
 from lakehouse.clients.queryd import QuerydClient
 from lakehouse.config import Config
 from lakehouse.services import catalogd, ingestd, queryd
+from lakehouse.web import internal_session
 
 
 @dataclass
@@ -36,7 +37,7 @@ async def start_data_stack(aiohttp_server, config: Config, **queryd_changes) -> 
     await aiohttp_server(catalogd.create_app(config), port=config.catalogd.port)
     await aiohttp_server(ingestd.create_app(config), port=config.ingestd.port)
     await aiohttp_server(queryd.create_app(config), port=config.queryd.port)
-    session = aiohttp.ClientSession()
+    session = internal_session(config)
     return DataStack(
         config=config,
         session=session,

@@ -35,11 +35,18 @@ class MatrixContext:
     queryd: QuerydClient
     settings: MatrixdConfig
     weak_models: list[str]
+    #: for the caller-supplied judge URL: never carries the stack's bearer token
+    judge_session: aiohttp.ClientSession | None = None
     #: corpus name -> dimension, for playbook corpora this process created or checked
     known_dims: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, session: aiohttp.ClientSession, config: Config) -> MatrixContext:
+    def from_config(
+        cls,
+        session: aiohttp.ClientSession,
+        config: Config,
+        judge_session: aiohttp.ClientSession | None = None,
+    ) -> MatrixContext:
         s = config.matrixd
         return cls(
             session=session,
@@ -48,6 +55,7 @@ class MatrixContext:
             queryd=QuerydClient(session, config.upstream("matrixd", "queryd")),
             settings=s,
             weak_models=list(config.models.weak_models),
+            judge_session=judge_session,
         )
 
     async def embed(self, texts: list[str], model: str, trace_id: str | None) -> tuple[str, np.ndarray]:

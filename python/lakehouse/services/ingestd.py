@@ -42,7 +42,7 @@ from ..clients.catalogd import CatalogdClient
 from ..config import Config
 from ..ingest import CsvError, IngestResult, csv_to_parquet, dataset_key
 from ..storage import CHUNK, ObjectStore, StorageError, open_store
-from ..web import APP_CONFIG, ApiError, json_response, make_app, trace_id
+from ..web import APP_CONFIG, ApiError, internal_session, json_response, make_app, trace_id
 
 log = logging.getLogger("lakehouse.ingestd")
 
@@ -239,7 +239,7 @@ def create_app(config: Config) -> web.Application:
         store = await asyncio.to_thread(open_store, config)
         spool = Path(config.data_dir) / "tmp" / "ingest"
         spool.mkdir(parents=True, exist_ok=True)
-        session = aiohttp.ClientSession()
+        session = internal_session(config)
         app[STORE] = store
         app[SPOOL_DIR] = spool
         app[CATALOGD] = CatalogdClient(session, config.upstream("ingestd", "catalogd"))

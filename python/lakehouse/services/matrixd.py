@@ -36,7 +36,15 @@ from ..matrix.types import (
     RelevanceRequest,
     SearchRequest,
 )
-from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json, trace_id
+from ..web import (
+    APP_CONFIG,
+    ApiError,
+    internal_session,
+    json_response,
+    make_app,
+    read_json,
+    trace_id,
+)
 
 __all__ = ["create_app", "MATRIX", "CORPUS_JOBS"]
 
@@ -136,9 +144,11 @@ async def handle_job(request: web.Request) -> web.Response:
 
 async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[APP_CONFIG]
-    # Per-call limits are set by each client call; none for the session as a whole.
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-    ctx = MatrixContext.from_config(session, config)
+    # Per-call limits are set by each client call; none for the session as a whole. The judge
+    # URL comes from the caller, so it gets a session without the stack's bearer token.
+    session = internal_session(config, timeout=aiohttp.ClientTimeout(total=None))
+    judge_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+    ctx = MatrixContext.from_config(session, config, judge_session=judge_session)
     app[MATRIX] = ctx
     app[CORPUS_JOBS] = corpus.CorpusJobs(ctx)
     try:
@@ -146,6 +156,7 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[CORPUS_JOBS].close()
         await session.close()
+        await judge_session.close()
 
 
 def create_app(config: Config) -> web.Application:

@@ -27,7 +27,7 @@ from ..clients.chatd import ChatdClient
 from ..clients.matrixd import MatrixdClient
 from ..config import Config
 from ..observer import InboxRequest, InboxTooLarge, ObservedOp, Observer
-from ..web import APP_CONFIG, ApiError, make_app, read_json, trace_id
+from ..web import APP_CONFIG, ApiError, internal_session, make_app, read_json, trace_id
 from ..workflow import (
     ModeRegistry,
     ModeServices,
@@ -143,7 +143,7 @@ async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[APP_CONFIG]
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+    session = internal_session(config, timeout=aiohttp.ClientTimeout(total=None))
     node_timeout = config.observerd.workflow_node_timeout or None
     # Workflow node timeouts bound these calls; the clients add no shorter limit of their own.
     app[SERVICES] = ModeServices(

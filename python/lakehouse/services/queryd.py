@@ -25,7 +25,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -42,7 +41,7 @@ from ..query import (
     encode_result,
 )
 from ..storage import open_store
-from ..web import ApiError, make_app, read_json
+from ..web import ApiError, internal_session, make_app, read_json
 
 log = logging.getLogger("lakehouse.queryd")
 
@@ -130,7 +129,7 @@ def create_app(config: Config) -> web.Application:
             timeout=section.query_timeout,
             max_rows=section.max_rows,
         )
-        session = aiohttp.ClientSession()
+        session = internal_session(config)
         views = Views(engine, CatalogdClient(session, config.upstream("queryd", "catalogd")))
         app[ENGINE] = engine
         app[VIEWS] = views

@@ -25,7 +25,6 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -37,7 +36,16 @@ from ..validation.report import ValidationError
 from ..validation.session_log import SessionLog
 from ..validation.validators import UnknownKind, grounded_in_roster, validate
 from ..validation.workers import WorkerRoster
-from ..web import APP_CONFIG, ApiError, adopt_trace_id, json_response, make_app, read_json, trace_id
+from ..web import (
+    APP_CONFIG,
+    ApiError,
+    adopt_trace_id,
+    internal_session,
+    json_response,
+    make_app,
+    read_json,
+    trace_id,
+)
 
 __all__ = ["CHATD", "ROSTER", "SESSION_LOG", "create_app"]
 
@@ -142,7 +150,7 @@ async def _resources_ctx(app: web.Application) -> AsyncIterator[None]:
             raise ConfigError(f"[validatord].roster_path: cannot read {roster_path}: {exc}") from exc
         log.info("roster %s: %d workers", roster_path, len(app[ROSTER]))
     app[SESSION_LOG] = SessionLog(config.path(section.session_log_path))
-    session = aiohttp.ClientSession()
+    session = internal_session(config)
     app[CHATD] = ChatdClient(
         session, config.upstream("validatord", "chatd"), timeout=section.chat_timeout_secs
     )
