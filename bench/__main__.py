@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ def run_micro(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
     pytest_cmd = [sys.executable, "-m", "pytest", str(ROOT / "bench" / "micro"), "-q", "-p", "no:cacheprovider",
                   f"--benchmark-json={raw}", "--benchmark-columns=min,median,mean,ops,rounds", *extra]
     log(f"[micro] {' '.join(pytest_cmd[1:])}")
-    env = dict(__import__("os").environ, BENCH_MICRO_N=n)
+    env = dict(os.environ, BENCH_MICRO_N=n, BENCH_MICRO_ADD_ROUNDS="50" if args.quick else "2000")
     proc = subprocess.run(pytest_cmd, cwd=ROOT, env=env, stdout=sys.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"micro-benchmarks failed (pytest exit {proc.returncode})")
@@ -91,7 +92,26 @@ def run_micro(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
         for b in data["benchmarks"]
     ]
     rows.sort(key=lambda r: (r["group"], r["median_us"]))
-    return {"benchmark": "micro", "command": cmd, "n": int(n), "benchmarks": rows}
+    return {"benchmark": "micro", "command": cmd, "n": int(n), "benchmarks": rows, "kernel_slopes": kernel_slopes(rows)}
+
+
+def kernel_slopes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per kernel: the cost of 1,000 more dimensions, from the fastest calls at 128 and 1536
+    dimensions. The Python call overhead, the same at both sizes, cancels out."""
+    by: dict[tuple[str, str], dict[int, float]] = {}
+    for r in rows:
+        e = r["extra"]
+        if "isa" in e and "dims" in e:
+            by.setdefault((e["isa"], e["kind"]), {})[int(e["dims"])] = r["min_us"]
+    out = []
+    for (isa, kind), t in sorted(by.items()):
+        if 128 in t and 1536 in t and t[1536] > t[128]:
+            ns = (t[1536] - t[128]) * 1000 / (1536 - 128)  # per dimension
+            out.append({"isa": isa, "kind": kind, "ns_per_1000_dims": round(ns * 1000, 1),
+                        "gb_per_s": round(8 / ns, 1)})  # two float32 read per dimension
+        else:
+            out.append({"isa": isa, "kind": kind, "ns_per_1000_dims": None, "gb_per_s": None})
+    return out
 
 
 RUNNERS = {"core": run_core, "threads": run_threads, "http": run_http, "micro": run_micro}

@@ -63,7 +63,8 @@ def bar_table(core_report: dict[str, Any]) -> list[str]:
         cells = []
         for key, _ in BAR_ITEMS:
             v = r.get(key)
-            cells.append("n/a" if v is None else f"{'✅' if v > 1 else '❌'} {v:.2f}x")
+            digits = 3 if v is not None and abs(v - 1) < 0.01 else 2  # 1.002x, not a puzzling "1.00x"
+            cells.append("n/a" if v is None else f"{'✅' if v > 1 else '❌'} {v:.{digits}f}x")
         lines.append(f"| {ds['dataset']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -112,6 +113,13 @@ def micro_table(micro: dict[str, Any]) -> list[str]:
     lines = ["| group | benchmark | median (µs) | min (µs) | ops/s |", "|---|---|---|---|---|"]
     for b in micro["benchmarks"]:
         lines.append(f"| {b['group']} | {b['name']} | {b['median_us']} | {b['min_us']} | {b['ops']:,.0f} |")
+    slopes = micro.get("kernel_slopes") or []
+    if slopes:
+        lines += ["", "Kernel cost without the call overhead (slope of the fastest call between 128 and 1536 dimensions):", "",
+                  "| kernels | kind | ns per 1,000 dimensions | GB/s of vector data |", "|---|---|---|---|"]
+        for k in slopes:
+            lines.append(f"| {k['isa']} | {k['kind']} | {k['ns_per_1000_dims'] if k['ns_per_1000_dims'] is not None else 'n/a'} | "
+                         f"{k['gb_per_s'] if k['gb_per_s'] is not None else 'n/a'} |")
     return lines
 
 
@@ -151,12 +159,16 @@ def write(results: Path) -> Path:
                "Ratios oriented so that > 1 means lakehouse is ahead (hnswlib time / ours for build, "
                "ours / hnswlib for queries per second, hnswlib / ours for memory).", "",
                *bar_table(core_r), ""]
+        for extra in sorted(results.glob("core-*.json")):
+            again = json.loads(extra.read_text())
+            md += [f"The same comparison run again (`{again['command']}`, {again.get('when', '')}, {extra.name}):", "",
+                   *bar_table(again), ""]
         md += ["## In process, against peers", "", f"Command: `{core_r['command']}` ({core_r.get('when', '')}, "
                f"load average {core_r['machine']['loadavg']} at the end)", ""]
         for ds in core_r["datasets"]:
             p = ds["params"]
             png = results / f"recall_vs_qps_{ds['dataset']}.png"
-            plot(ds, core_r, png)
+            drawn = plot(ds, core_r, png)
             md += [f"### {ds['dataset']}", "",
                    f"M={p['m']}, ef_construction={p['efc']}, {p['threads_used']} threads for build and batch, "
                    f"1 for single queries, k=10, {p['queries']} queries ({p['single_queries']} one by one), best of {p['repeat']}. "
@@ -166,7 +178,7 @@ def write(results: Path) -> Path:
                    "numpy: exact scan; GB/s = data bytes read per second (the single-query figure is the "
                    "memory-bandwidth ceiling of any exact scan here).", "",
                    core.table(ds["results"], ds.get("baseline")), "",
-                   f"![recall vs queries/second, {ds['dataset']}]({png.name})", ""]
+                   f"![recall vs queries/second, {ds['dataset']}]({png.name})" if drawn else "(no plot: matplotlib missing)", ""]
             durable = [r for r in ds["results"] if r.get("save_durable_s") is not None]
             for r in durable:
                 md += [f"lakehouse durable save (fsync): {r['save_durable_s']:.3f} s vs {r['save_s']:.3f} s without.", ""]

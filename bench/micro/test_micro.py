@@ -4,8 +4,9 @@ they are not part of the default test run (its testpaths is tests/).
 
 Kernels: ``lakehouse._native.kernel_distance(isa, kind, a, b)`` for every kernel set this CPU
 has, against numpy's ``np.dot`` on the same arrays; each call includes the Python call
-overhead, which dominates at small dimensions (the graph search calls the kernels from C++
-without it). The index figures use an index of ``BENCH_MICRO_N`` (default 10,000) 128-d
+overhead, which dominates at these sizes (the graph search calls the kernels from C++
+without it): ``python -m bench micro`` also reports the slope between 128 and 1536
+dimensions, out of which that overhead cancels. The index figures use an index of ``BENCH_MICRO_N`` (default 10,000) 128-d
 euclidean items, M=16, ef_construction=200, and hnswlib for comparison where installed.
 """
 
@@ -21,6 +22,8 @@ from lakehouse import VectorIndex, _native
 
 DIMS = (128, 384, 768, 1536)
 N = int(os.environ.get("BENCH_MICRO_N", "10000"))
+#: single adds timed (each a new id)
+ADD_ROUNDS = int(os.environ.get("BENCH_MICRO_ADD_ROUNDS", "2000"))
 D = 128
 
 
@@ -98,18 +101,20 @@ def test_single_search_hnswlib(benchmark, hnsw, data) -> None:
 
 
 def test_single_add(benchmark, index, data) -> None:
-    # upserts over a pool of 4,096 fresh ids: the index grows by at most that much
+    # every round inserts a new id (an upsert of an unchanged vector would measure nothing):
+    # as many rounds as fresh vectors, at most ADD_ROUNDS
     _, fresh = data
     counter = itertools.count()
     benchmark.group = "single add (ef_construction=200)"
     benchmark.extra_info["library"] = "lakehouse"
+    before = len(index)
 
     def add() -> tuple[int, int]:
-        i = next(counter) % len(fresh)
+        i = next(counter)
         return index.add([f"fresh-{i}"], fresh[i : i + 1])
 
-    added, updated = benchmark(add)
-    assert added + updated == 1
+    added, _ = benchmark.pedantic(add, rounds=min(ADD_ROUNDS, len(fresh)), iterations=1)
+    assert added == 1 and len(index) == before + min(ADD_ROUNDS, len(fresh))
 
 
 def test_single_add_hnswlib(benchmark, hnsw, data) -> None:
@@ -119,11 +124,11 @@ def test_single_add_hnswlib(benchmark, hnsw, data) -> None:
     benchmark.extra_info["library"] = "hnswlib"
 
     def add() -> None:
-        i = next(counter) % len(fresh)
+        i = next(counter)
         hnsw.add_items(fresh[i : i + 1], np.array([len(x) + i]))
 
-    benchmark(add)
-    assert hnsw.get_current_count() > len(x)
+    benchmark.pedantic(add, rounds=min(ADD_ROUNDS, len(fresh)), iterations=1)
+    assert hnsw.get_current_count() == len(x) + min(ADD_ROUNDS, len(fresh))
 
 
 def test_serialise(benchmark, index) -> None:
