@@ -150,6 +150,10 @@ class Adapter:
     def imports(self) -> None:
         """Import the library (before the memory baseline, so its code is not counted)."""
 
+    def prepare(self, n: int) -> None:
+        """Make the caller's inputs besides the vectors (the ids or labels a caller already
+        holds), before the memory baseline: they are input data, not index memory."""
+
     def build(self, x: np.ndarray, m: int, efc: int, threads: int) -> None: ...
     def set_ef(self, ef: int) -> None: ...
     def batch(self, q: np.ndarray, k: int, threads: int) -> object:
@@ -181,9 +185,11 @@ class Lakehouse(Adapter):
     def build(self, x, m, efc, threads):
         from lakehouse import VectorIndex
 
-        self.ids = [str(i) for i in range(len(x))]
         self.ix = VectorIndex(x.shape[1], distance=self.distance, m=m, ef_construction=efc, threads=threads)
         self.ix.add(self.ids, x)
+
+    def prepare(self, n):
+        self.ids = [str(i) for i in range(n)]
 
     def set_ef(self, ef):
         self.ef = ef
@@ -236,7 +242,10 @@ class Hnswlib(Adapter):
         self.ix = hnswlib.Index(space=self.space, dim=self.dims)
         self.ix.init_index(max_elements=self.n, M=m, ef_construction=efc, random_seed=1)
         self.ix.set_num_threads(threads)
-        self.ix.add_items(x, np.arange(self.n))
+        self.ix.add_items(x, self.label_ids)
+
+    def prepare(self, n):
+        self.label_ids = np.arange(n)
 
     def set_ef(self, ef):
         self.ix.set_ef(ef)
@@ -339,7 +348,10 @@ class Usearch(Adapter):
         self.ix = Index(
             ndim=x.shape[1], metric=self.metric, dtype="f32", connectivity=m, expansion_add=efc
         )
-        self.ix.add(np.arange(len(x)), x, threads=threads)
+        self.ix.add(self.label_ids, x, threads=threads)
+
+    def prepare(self, n):
+        self.label_ids = np.arange(n)
 
     def set_ef(self, ef):
         self.ix.expansion_search = ef
@@ -399,6 +411,7 @@ def serve(args: argparse.Namespace) -> int:
         log(f"cannot import {args.lib}: {type(exc).__name__}: {exc}")
         return MISSING
     x, q, truth = _load_data(args)
+    lib.prepare(len(x))
     single_q = lib.single_rows(q[: args.single_queries])
     _reply({"ready": True, "version": lib.version(), "save_note": lib.save_note})
     for line in sys.stdin:
