@@ -18,6 +18,7 @@ Routes (docs/vectord.md has the shapes, defaults and decisions):
 Every mutation schedules a coalesced save to ``_vectors/<name>.lhv`` and answers without
 waiting for it. Native calls (searches, adds) run on two bounded thread pools, one for reads
 and one for writes, so a long add never queues searches behind it; the core releases the GIL.
+Single searches that arrive together share one trip to a read thread (:class:`SearchBatcher`).
 Metadata is kept as the client's raw JSON bytes and written back into answers unparsed.
 """
 
