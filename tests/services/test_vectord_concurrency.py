@@ -146,3 +146,20 @@ async def test_a_large_add_does_not_stall_searches(config, items):
     assert len(during) >= 10, (len(during), add_seconds)
     worst = max(during)
     assert worst < max(0.5, add_seconds / 3), (worst, add_seconds, sorted(during)[-5:], max(baseline))
+
+
+@pytest.mark.slow
+async def test_a_10000_by_768_add_in_one_request(config):
+    """The body limit and the add path take the largest add the SPEC names, in one request
+    (17-digit numbers: the largest form of such a body, about 145 MiB)."""
+    x = np.random.default_rng(3).standard_normal((10_000, 768))
+    body = orjson.dumps({"items": [{"id": f"w-{j:05d}", "vector": x[j].tolist(), "metadata": {"j": j}} for j in range(10_000)]})
+    assert len(body) > 100 << 20
+    async with TestServer(create_app(config), host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        async with session.post(str(server.make_url("/vectors/index")), json={"name": "big", "dimension": 768}) as r:
+            assert r.status == 201
+        async with session.post(str(server.make_url("/vectors/index/big/add")), data=body) as r:
+            assert r.status == 200, await r.text()
+            assert await r.json() == {"added": 10_000, "updated": 0}
+        status, answer = await post(session, str(server.make_url("/vectors/index/big/search")), {"vector": x[123].astype(np.float32), "k": 1})
+        assert status == 200 and answer["results"][0]["id"] == "w-00123"
