@@ -213,14 +213,21 @@ void HnswGraph::search_layer(const float* q, std::uint32_t ep, float ep_dist, in
     // The next node to expand is likely the new heap top: start fetching its links while
     // this node's neighbours are scored (hnswlib gets this from storing links beside vectors).
     if (!cand.empty() && layer == 0) prefetch(links0(cand.front().second));
-    const std::size_t n = read_links(c.second, layer, buf);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (buf[i] < limit) prefetch(vv.at(buf[i]));
-    }
+    std::size_t n = read_links(c.second, layer, buf);
+    // Keep only unvisited neighbours (marking them), prefetching their vectors as we go, so
+    // the distance loop below finds them on their way in. Links only ever name slots that
+    // were inserted (a never-used slot is unreachable), so no state check is needed here.
+    std::size_t fresh = 0;
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = buf[i];
-      if (s >= limit || !sc.visit(s)) continue;
-      if (store_.state(s) == SlotState::Free) continue;
+      if (s < limit && sc.visit(s)) {
+        prefetch(vv.at(s));
+        buf[fresh++] = s;
+      }
+    }
+    n = fresh;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t s = buf[i];
       const float d = vv(q, s);
       if (top.size() < ef || d < bound) {
         cand.emplace_back(d, s);
