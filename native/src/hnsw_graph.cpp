@@ -267,6 +267,20 @@ void HnswGraph::select_neighbours(std::vector<Candidate>& cands, std::size_t m) 
   cands.swap(kept);
 }
 
+void HnswGraph::keep_neighbours(std::vector<Candidate>& cands, std::size_t m) const {
+  const std::vector<Candidate> all = cands;
+  select_neighbours(cands, m);
+  // As for pruned lists: the closest discarded candidates refill the selection up to m, so a
+  // new node starts with m neighbours (and m reverse links) even where the diversity rule
+  // would keep only one or two.
+  for (const Candidate& c : all) {
+    if (cands.size() >= m) break;
+    bool kept = false;
+    for (const Candidate& k : cands) kept |= k.second == c.second;
+    if (!kept) cands.push_back(c);
+  }
+}
+
 void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighbours, int layer) {
   const std::size_t limit = cap(layer);
   {
@@ -316,6 +330,11 @@ void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighb
       for (const Candidate& k : pool) kept |= k.second == c.second;
       if (!kept) pool.push_back(c);
     }
+    // The newcomer keeps this in-link even if it is the one left over: a new node whose
+    // reverse links are all pruned away at once has no way in and can never be found.
+    bool has_new = false;
+    for (const Candidate& k : pool) has_new |= k.second == slot;
+    if (!has_new) pool.back() = Candidate(nb.first, slot);
     ids.clear();
     for (const Candidate& c : pool) ids.push_back(c.second);
     write_links(blk, ids.data(), ids.size());
@@ -374,7 +393,7 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
       ep = found.front().second;
       ep_dist = found.front().first;
     }
-    select_neighbours(found, m_);
+    keep_neighbours(found, m_);
     connect(slot, found, l);
   }
   if (level > top) {
@@ -461,7 +480,7 @@ void HnswGraph::relink(std::uint32_t node, int layer) {
     if (!dup) found.emplace_back(vv(v, s), s);
   }
   std::sort(found.begin(), found.end());
-  select_neighbours(found, cap(layer));
+  keep_neighbours(found, m_);
   connect(node, found, layer);
 }
 
