@@ -6,13 +6,13 @@ Tests import the installed package (tox builds and installs the wheel), never th
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from lakehouse.config import Config, load_config
+from testkit import free_port
 
 # Machines here are noisy: no per-example deadline. "ci" runs fewer examples.
 settings.register_profile(
@@ -27,11 +27,6 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import free_port
+from testkit import free_port
 from lakehouse import cli
 from lakehouse.demo import (
     BOOST_WINDOW,

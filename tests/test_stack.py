@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import free_port
+from testkit import free_port
 from lakehouse import cli, stack
 from lakehouse.config import Config, load_config
 from lakehouse.services import DAEMONS, Daemon

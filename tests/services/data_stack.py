@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from conftest import free_port
+from testkit import free_port
 from lakehouse.clients.catalogd import CatalogdClient
 from lakehouse.clients.ingestd import IngestdClient
 from lakehouse.clients.queryd import QuerydClient

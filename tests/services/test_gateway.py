@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from conftest import free_port
+from testkit import free_port
 from lakehouse import cli
 from lakehouse.config import ConfigError
 from lakehouse.services.gateway import LANGFUSE, ROUTES, create_app

@@ -19,7 +19,7 @@ from data_stack import start_data_stack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import free_port
+from testkit import free_port
 from lakehouse.clients.base import UpstreamError
 from lakehouse.ingest import CsvError, csv_to_parquet, dataset_key, infer_schema, schema_fingerprint
 from lakehouse.roster import write_roster

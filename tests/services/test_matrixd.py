@@ -20,7 +20,7 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
-from conftest import free_port
+from testkit import free_port
 from lakehouse.clients.base import UpstreamError
 from lakehouse.clients.embedd import EmbeddClient
 from lakehouse.clients.matrixd import MatrixdClient

@@ -245,7 +245,7 @@ async def test_client_build_and_poll(env):
 
 
 async def test_queryd_down_is_502(env):
-    from conftest import free_port
+    from testkit import free_port
 
     client = await env.make(queryd_url=f"http://127.0.0.1:{free_port()}")
     status, err = await post(client, "/matrix/corpus/build", {"name": "x", "sql": "SELECT 1 AS a", "id_column": "a", "text_columns": ["a"]})

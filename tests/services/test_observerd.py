@@ -255,7 +255,7 @@ async def test_every_mode_end_to_end(ob, fake, obs_config):
 
 
 async def test_unreachable_upstream_fails_the_node_not_the_request(aiohttp_client, config):
-    from conftest import free_port
+    from testkit import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     client = await aiohttp_client(create_app(config.replace("observerd", matrixd_url=dead, chatd_url=dead)))

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from conftest import free_port
+from testkit import free_port
 from lakehouse.clients.base import UpstreamError
 from lakehouse.clients.storaged import StoragedClient
 from lakehouse.services.storaged import create_app
