@@ -319,22 +319,30 @@ void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighb
       pool.emplace_back(vv(nv, s), s);
     }
     std::sort(pool.begin(), pool.end());
-    // Keep the list full: the heuristic can drop many old links at once (a near-duplicate
-    // newcomer "covers" them), and nodes that lose their in-links become unreachable. The
-    // closest discarded candidates refill it ("keepPrunedConnections", Malkov & Yashunin).
+    // Keep the list nearly full: the heuristic can drop many old links at once (a
+    // near-duplicate newcomer "covers" them), and nodes that lose their in-links become
+    // unreachable. The closest discarded candidates refill it ("keepPrunedConnections",
+    // Malkov & Yashunin) to all but an eighth of the cap: that slack takes the next few
+    // reverse links as plain appends, so the quadratic prune runs about once in five
+    // instead of on every link (docs/bench.md: fewer instructions than hnswlib's
+    // build at the same recall per ef as a list refilled to the brim).
     const std::vector<Candidate> all = pool;
     select_neighbours(pool, limit);
+    const std::size_t refill = limit - std::max<std::size_t>(1, limit / 8);
     for (const Candidate& c : all) {
-      if (pool.size() >= limit) break;
+      if (pool.size() >= refill) break;
       bool kept = false;
       for (const Candidate& k : pool) kept |= k.second == c.second;
       if (!kept) pool.push_back(c);
     }
-    // The newcomer keeps this in-link even if it is the one left over: a new node whose
+    // The newcomer keeps this in-link even if the prune left it out: a new node whose
     // reverse links are all pruned away at once has no way in and can never be found.
     bool has_new = false;
     for (const Candidate& k : pool) has_new |= k.second == slot;
-    if (!has_new) pool.back() = Candidate(nb.first, slot);
+    if (!has_new) {
+      if (pool.size() < limit) pool.emplace_back(nb.first, slot);
+      else pool.back() = Candidate(nb.first, slot);
+    }
     ids.clear();
     for (const Candidate& c : pool) ids.push_back(c.second);
     write_links(blk, ids.data(), ids.size());
