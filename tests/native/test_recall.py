@@ -84,8 +84,11 @@ def test_exact_below_threshold_matches_numpy_exactly():
 
 @pytest.mark.slow
 def test_recall_100k_clustered():
-    x = clustered(100_000, 128, clusters=100, seed=1)
-    q = clustered(1000, 128, clusters=100, seed=2)
+    # queries are held-out draws from the same mixture: another seed would draw other
+    # cluster centres, and points far from every cluster have no meaningful neighbours
+    # (hnswlib scores 0.51 on those at ef=64, as we do)
+    both = clustered(101_000, 128, clusters=100, seed=1)
+    x, q = both[:100_000], both[100_000:]
     ids = [str(i) for i in range(len(x))]
     ix = VectorIndex(128, distance="euclidean")
     ix.add(ids, x)
