@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -32,15 +31,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.rawhttp import Conn, free_port, request_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "gateway_overhead.json"
 BODY = json.dumps({"query_text": "forklift operator with OSHA-30 in Milwaukee", "corpora": ["workers"], "k": 10}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the fake upstream (runs in a child process) -----------------------------------------------
@@ -78,52 +73,8 @@ def serve_fake(port: int) -> None:
 # -- the load generator ------------------------------------------------------------------------
 
 
-class _Conn(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.need = -1
-        self.status = 0
-        self.waiter: asyncio.Future[int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if self.need < 0:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end])
-            self.status = int(head[9:12])
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            self.need = end + 4 + length
-        if len(self.buf) >= self.need:
-            del self.buf[: self.need]
-            self.need = -1
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(self.status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError(str(exc)))
-
-    async def send(self, data: bytes) -> int:
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(data)
-        return await self.waiter
-
-
 async def load(port: int, path: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(BODY)}\r\n\r\n"
-    ).encode() + BODY
+    request = request_bytes("127.0.0.1", path, BODY)
     loop = asyncio.get_running_loop()
     latencies: list[int] = []
     errors = 0
@@ -132,7 +83,7 @@ async def load(port: int, path: str, concurrency: int, warmup: float, duration: 
 
     async def one() -> None:
         nonlocal errors
-        _, conn = await loop.create_connection(_Conn, "127.0.0.1", port)
+        _, conn = await loop.create_connection(Conn, "127.0.0.1", port)
         while (now := time.perf_counter()) < stop:
             t0 = time.perf_counter_ns()
             status = await conn.send(request)

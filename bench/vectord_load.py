@@ -36,7 +36,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from bench.rawhttp import Conn, free_port, request_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "vectord_load.json"
@@ -100,59 +101,7 @@ def fill(base: str, vectors: np.ndarray, batch: int = 1000) -> float:
     return time.perf_counter() - start
 
 
-def request_bytes(host: str, path: str, body: bytes) -> bytes:
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
 # -- the client (runs in worker processes) ---------------------------------------------
-
-
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection: send a prepared request, resolve when the answer is whole."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
-        self.need = -1
-        self.status = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if self.need < 0:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end])
-            self.status = int(head[9:12])  # "HTTP/1.1 200 OK"
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-                    break
-            self.need = end + 4 + length
-        if len(self.buf) >= self.need:
-            del self.buf[: self.need]
-            self.need = -1
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(self.status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError(str(exc or "connection closed")))
-
-    async def send(self, data: bytes) -> int:
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(data)
-        return await self.waiter
 
 
 @dataclass
@@ -178,11 +127,11 @@ async def _run_worker(
 
     async def one(c: int) -> None:
         rng = np.random.default_rng(seed * 1000 + c)
-        _, proto = await loop.create_connection(_Conn, host, port)
+        _, proto = await loop.create_connection(Conn, host, port)
         # adds may go to another daemon (matrixd searches, vectord takes the adds)
         add_proto = proto
         if add_addr is not None and adds:
-            _, add_proto = await loop.create_connection(_Conn, *add_addr)
+            _, add_proto = await loop.create_connection(Conn, *add_addr)
         n = int(rng.integers(0, 1 << 30))
         while time.time() < start_at:
             await asyncio.sleep(0.001)
@@ -202,9 +151,9 @@ async def _run_worker(
             except ConnectionError as exc:
                 ok, err = False, f"connection: {exc}"
                 if kind and add_addr is not None:
-                    _, add_proto = await loop.create_connection(_Conn, *add_addr)
+                    _, add_proto = await loop.create_connection(Conn, *add_addr)
                 else:
-                    _, proto = await loop.create_connection(_Conn, host, port)
+                    _, proto = await loop.create_connection(Conn, host, port)
                     if add_addr is None:
                         add_proto = proto
             t1 = time.perf_counter_ns()
@@ -323,12 +272,6 @@ def run_cell(
 
 
 # -- spawning vectord --------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn_vectord(data_dir: str, port: int) -> subprocess.Popen[bytes]:
