@@ -1,6 +1,7 @@
 """An append-only JSONL log: one JSON object per line, written whole, replayed tolerantly.
 
-pathwayd (trace events) and observerd (observed ops) persist through it. The guarantees:
+pathwayd (trace events) and observerd (observed ops) persist through it, and validatord's
+session log appends to it (reopening the path per record, for logrotate). The guarantees:
 
 * **Whole lines.** Every record is serialised to one ``bytes`` ending in ``\\n`` and handed to
   the kernel in a single ``os.write`` on a file opened with ``O_APPEND``, under a lock. Lines
@@ -57,9 +58,14 @@ class ReplayStats:
 class AppendLog:
     """An append-only JSONL file at ``path`` (its parent directory is created on open)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, fsync: bool = False, reopen: bool = False
+    ) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        #: open the path for every record and close it after, so a file that logrotate moved
+        #: or truncated is followed (the next record recreates the path)
+        self.reopen = reopen
         self._lock = threading.Lock()
         self._fd: int | None = None
 
@@ -96,9 +102,14 @@ class AppendLog:
         line += b"\n"
         with self._lock:
             fd = self._open()
-            _write_all(fd, line)
-            if self.fsync:
-                os.fsync(fd)
+            try:
+                _write_all(fd, line)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                if self.reopen:
+                    os.close(fd)
+                    self._fd = None
 
     def close(self) -> None:
         with self._lock:
@@ -149,6 +160,7 @@ def _decode_object(line: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     return obj
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)

@@ -55,3 +55,16 @@ def test_a_failed_write_is_counted_not_raised(tmp_path: Path):
     log = SessionLog(blocker / "sessions.jsonl")  # parent is a file: cannot create
     assert log.append({"a": 1}) is False
     assert log.failed == 1
+
+
+def test_rotation_and_a_torn_last_line(tmp_path: Path):
+    path = tmp_path / "s.jsonl"
+    log = SessionLog(path)
+    assert log.append({"n": 1})
+    path.rename(tmp_path / "s.jsonl.1")  # logrotate moves the file away
+    assert log.append({"n": 2})  # the next row recreates the path
+    assert [r["n"] for r in log.read()] == [2]
+    with path.open("ab") as fh:
+        fh.write(b'{"n": 3, "torn')  # a writer died mid-row
+    assert log.append({"n": 4})
+    assert [r["n"] for r in log.read()] == [2, 4]  # the torn row is skipped, n=4 is whole

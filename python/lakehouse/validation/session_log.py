@@ -5,24 +5,22 @@ the log off). Rows are appended, never rewritten, so the file can be rotated by 
 (``copytruncate`` or move: the next row reopens the path) and queried with DuckDB
 (``read_json_auto('sessions.jsonl')``).
 
-Concurrency: each row is encoded to one ``bytes`` line first, then written with a single
-``os.write`` on a descriptor opened with ``O_APPEND``, under a lock (so the loop that
-finishes a short write cannot interleave with another writer in this process). ``O_APPEND``
-makes every write land at the end even with several processes appending, so rows are never
-torn or interleaved. Logging is best-effort, as in the reference: a failed write is logged
-and counted, and never fails the request.
+Rows go through :class:`lakehouse.eventlog.AppendLog` (``reopen=True``): each is one whole
+line in a single ``O_APPEND`` write, so rows from concurrent writers are never torn or
+interleaved, and a torn last line left by a crash is ended before the next row. Logging is
+best-effort, as in the reference: a failed write is logged and counted, and never fails the
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
-import orjson
+from lakehouse.eventlog import AppendLog
 
 __all__ = ["SCHEMA", "SessionLog"]
 
@@ -36,46 +34,38 @@ class SessionLog:
 
     def __init__(self, path: Path | str | None) -> None:
         self.path = Path(path) if path else None
+        self._log = AppendLog(self.path, reopen=True) if self.path is not None else None
         self.written = 0
         self.failed = 0
-        self._lock = threading.Lock()
+        self._counts = threading.Lock()
 
     @property
     def enabled(self) -> bool:
-        return self.path is not None
+        return self._log is not None
 
     def append(self, row: dict[str, Any]) -> bool:
         """Append one row (blocking). True when written; False when disabled or failed."""
-        if self.path is None:
+        if self._log is None:
             return False
-        line = orjson.dumps(row) + b"\n"
         try:
-            with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    view = memoryview(line)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                finally:
-                    os.close(fd)
-                self.written += 1
-            return True
+            self._log.append(row)
         except OSError as exc:
-            self.failed += 1
+            with self._counts:
+                self.failed += 1
             log.warning("session log %s: row not written: %s", self.path, exc)
             return False
+        with self._counts:
+            self.written += 1
+        return True
 
     async def append_async(self, row: dict[str, Any]) -> bool:
         """:meth:`append` off the event loop."""
-        if self.path is None:
+        if self._log is None:
             return False
         return await asyncio.to_thread(self.append, row)
 
     def read(self) -> list[dict[str, Any]]:
-        """Every row so far (for tests and tools; blocking)."""
-        if self.path is None or not self.path.exists():
+        """Every row so far, skipping any torn line (for tests and tools; blocking)."""
+        if self._log is None:
             return []
-        with self.path.open("rb") as fh:
-            return [orjson.loads(line) for line in fh if line.strip()]
+        return [row for _, row in self._log.replay()]
