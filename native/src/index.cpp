@@ -376,15 +376,15 @@ void Index::search_slots(const float* q, std::size_t k, std::size_t ef,
   }
   meta_lock.lock();
   if (use_graph) {
-    // Re-verify against the store: a slot reused during the search may carry a stale
-    // distance or be gone.
+    // Re-verify the best k against the store: a slot reused during the search may carry a
+    // stale distance or be gone. Only the answer is re-scored, not all ef candidates.
     out.reserve(std::min(found.size(), k));
     for (const Candidate& c : found) {
+      if (out.size() >= k) break;
       if (store_.state(c.second) != SlotState::Live || is_excluded(excluded, c.second)) continue;
       out.emplace_back(space_.distance(q, store_.vector(c.second)), c.second);
     }
     std::sort(out.begin(), out.end());
-    if (out.size() > k) out.resize(k);
     std::size_t excluded_live = 0;
     for (std::uint32_t s : excluded) excluded_live += store_.state(s) == SlotState::Live;
     const std::size_t eligible = store_.live() - std::min(store_.live(), excluded_live);
