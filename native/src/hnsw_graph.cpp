@@ -267,14 +267,15 @@ void HnswGraph::select_neighbours(std::vector<Candidate>& cands, std::size_t m) 
   cands.swap(kept);
 }
 
-void HnswGraph::keep_neighbours(std::vector<Candidate>& cands, std::size_t m) const {
+void HnswGraph::keep_neighbours(std::vector<Candidate>& cands, std::size_t m,
+                                std::size_t fill_to) const {
   const std::vector<Candidate> all = cands;
   select_neighbours(cands, m);
-  // As for pruned lists: the closest discarded candidates refill the selection up to m, so a
-  // new node starts with m neighbours (and m reverse links) even where the diversity rule
-  // would keep only one or two.
+  // The closest discarded candidates refill the selection up to fill_to
+  // ("keepPrunedConnections", Malkov & Yashunin): the diversity rule alone may keep only one
+  // or two, and nodes that lose their in-links that way become unreachable.
   for (const Candidate& c : all) {
-    if (cands.size() >= m) break;
+    if (cands.size() >= fill_to) break;
     bool kept = false;
     for (const Candidate& k : cands) kept |= k.second == c.second;
     if (!kept) cands.push_back(c);
@@ -320,21 +321,12 @@ void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighb
     }
     std::sort(pool.begin(), pool.end());
     // Keep the list nearly full: the heuristic can drop many old links at once (a
-    // near-duplicate newcomer "covers" them), and nodes that lose their in-links become
-    // unreachable. The closest discarded candidates refill it ("keepPrunedConnections",
-    // Malkov & Yashunin) to all but an eighth of the cap: that slack takes the next few
-    // reverse links as plain appends, so the quadratic prune runs about once in five
-    // instead of on every link (docs/bench.md: fewer instructions than hnswlib's
-    // build at the same recall per ef as a list refilled to the brim).
-    const std::vector<Candidate> all = pool;
-    select_neighbours(pool, limit);
-    const std::size_t refill = limit - std::max<std::size_t>(1, limit / 8);
-    for (const Candidate& c : all) {
-      if (pool.size() >= refill) break;
-      bool kept = false;
-      for (const Candidate& k : pool) kept |= k.second == c.second;
-      if (!kept) pool.push_back(c);
-    }
+    // near-duplicate newcomer "covers" them). It is refilled to all but an eighth of the
+    // cap: that slack takes the next few reverse links as plain appends, so the quadratic
+    // prune runs about once in five instead of on every link (docs/bench.md: fewer
+    // instructions than hnswlib's build at the same recall per ef as a list refilled to the
+    // brim).
+    keep_neighbours(pool, limit, limit - std::max<std::size_t>(1, limit / 8));
     // The newcomer keeps this in-link even if the prune left it out: a new node whose
     // reverse links are all pruned away at once has no way in and can never be found.
     bool has_new = false;
@@ -401,7 +393,7 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
       ep = found.front().second;
       ep_dist = found.front().first;
     }
-    keep_neighbours(found, m_);
+    keep_neighbours(found, m_, m_);
     connect(slot, found, l);
   }
   if (level > top) {
@@ -488,7 +480,7 @@ void HnswGraph::relink(std::uint32_t node, int layer) {
     if (!dup) found.emplace_back(vv(v, s), s);
   }
   std::sort(found.begin(), found.end());
-  keep_neighbours(found, m_);
+  keep_neighbours(found, m_, m_);
   connect(node, found, layer);
 }
 

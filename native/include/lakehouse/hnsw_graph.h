@@ -144,8 +144,9 @@ class HnswGraph {
   // hnswlib's heuristic: keep a candidate only if it is closer to the base than to every
   // candidate already kept. `cands` ascending by distance to the base.
   void select_neighbours(std::vector<Candidate>& cands, std::size_t m) const;
-  // select_neighbours, then refilled with the closest discarded candidates up to m.
-  void keep_neighbours(std::vector<Candidate>& cands, std::size_t m) const;
+  // select_neighbours (at most m), then refilled with the closest discarded candidates up
+  // to fill_to (<= m).
+  void keep_neighbours(std::vector<Candidate>& cands, std::size_t m, std::size_t fill_to) const;
   void connect(std::uint32_t slot, const std::vector<Candidate>& neighbours, int layer);
   void choose_entry_excluding(std::uint32_t slot);
   // Makes sure some live node other than `gone` lists `node` at level 0: its own
