@@ -187,8 +187,6 @@ class Reader {
   const char* end_;
 };
 
-constexpr std::uint8_t kUnlinkedLevel = 0xFF;
-
 }  // namespace
 
 class IndexCodec {
@@ -196,7 +194,7 @@ class IndexCodec {
   static std::uint32_t link_count(const HnswGraph& g, std::size_t slot, int layer) {
     const std::uint32_t* blk = g.links_block(std::uint32_t(slot), layer);
     if (blk == nullptr) return 0;
-    return std::min<std::uint32_t>(blk[0], std::uint32_t(layer == 0 ? g.max_m0() : g.m()));
+    return std::min<std::uint32_t>(blk[0], std::uint32_t(g.cap(layer)));
   }
 
  public:
@@ -217,7 +215,7 @@ class IndexCodec {
       n += 4 + 4 + slots;
       for (std::size_t s = 0; s < slots; ++s) {
         const int level = g.level(std::uint32_t(s));
-        if (level == kUnlinkedLevel) continue;
+        if (level == HnswGraph::kUnlinked) continue;
         for (int l = 0; l <= level; ++l) n += 4 + 4 * std::size_t(link_count(g, s, l));
       }
     }
@@ -263,7 +261,7 @@ class IndexCodec {
       w.fill(slots, [&](std::size_t s) { return static_cast<char>(g.level(std::uint32_t(s))); });
       for (std::size_t s = 0; s < slots; ++s) {
         const int level = g.level(std::uint32_t(s));
-        if (level == kUnlinkedLevel) continue;
+        if (level == HnswGraph::kUnlinked) continue;
         for (int l = 0; l <= level; ++l) {
           // count then ids, exactly the in-memory block: one copy per list
           const std::uint32_t cnt = link_count(g, s, l);
@@ -368,12 +366,12 @@ class IndexCodec {
       const auto* levels = reinterpret_cast<const std::uint8_t*>(r.take(slots, "levels"));
       for (std::uint64_t s = 0; s < slots; ++s) {
         const std::uint8_t level = levels[s];
-        if (level == kUnlinkedLevel) continue;
+        if (level == HnswGraph::kUnlinked) continue;
         if (level > HnswGraph::kMaxLevel) throw FormatError("corrupt level");
         g.restore_level(std::uint32_t(s), level);
         for (int l = 0; l <= level; ++l) {
           const std::uint32_t cnt = r.u32("link count");
-          if (cnt > (l == 0 ? g.max_m0() : g.m())) throw FormatError("corrupt link count");
+          if (cnt > g.cap(l)) throw FormatError("corrupt link count");
           const char* ids = r.take(std::size_t(cnt) * 4, "links");
           for (std::uint32_t i = 0; i < cnt; ++i) {
             std::uint32_t v;

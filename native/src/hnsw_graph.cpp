@@ -11,7 +11,6 @@ namespace lakehouse {
 
 namespace {
 
-constexpr std::uint8_t kUnlinked = 0xFF;  // levels_ value of a slot not in the graph
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 inline std::uint32_t load(const std::uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }

@@ -517,7 +517,7 @@ std::vector<std::string> Index::graph_neighbours(const std::string& id, int laye
   const std::uint32_t slot = store_.find(id);
   if (slot == kNoSlot || !graph_built_ || layer < 0) return out;
   const int level = graph_->level(slot);
-  if (level == 0xFF || layer > level) return out;
+  if (level == HnswGraph::kUnlinked || layer > level) return out;
   std::vector<std::uint32_t> nb;
   graph_->neighbours(slot, layer, nb);
   for (std::uint32_t s : nb) {
@@ -532,7 +532,7 @@ int Index::graph_level(const std::string& id) const {
   const std::uint32_t slot = store_.find(id);
   if (slot == kNoSlot || !graph_built_) return -2;
   const int level = graph_->level(slot);
-  return level == 0xFF ? -1 : level;
+  return level == HnswGraph::kUnlinked ? -1 : level;
 }
 
 std::pair<std::string, int> Index::graph_entry() const {

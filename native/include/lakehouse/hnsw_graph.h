@@ -49,6 +49,8 @@ class HnswGraph {
  public:
   static constexpr int kMaxLevel = 31;
   static constexpr std::size_t kMaxM = 256;
+  // level() of a slot that is not in the graph (also the value the binary format stores)
+  static constexpr std::uint8_t kUnlinked = 0xFF;
 
   HnswGraph(const SideStore& store, const Space& space, GraphParams params);
   ~HnswGraph();
@@ -88,6 +90,8 @@ class HnswGraph {
   int max_level() const { return max_level_.load(std::memory_order_acquire); }
   std::size_t m() const { return m_; }
   std::size_t max_m0() const { return max_m0_; }
+  // The most links a node holds at `layer`: 2m at level 0, m above.
+  std::size_t cap(int layer) const { return layer == 0 ? max_m0_ : m_; }
   std::size_t memory_bytes() const;
 
   // -- raw access for the binary format (index locks held by the caller) --
@@ -126,7 +130,6 @@ class HnswGraph {
   std::uint32_t* block(std::uint32_t slot, int layer) const {
     return layer == 0 ? links0(slot) : upper_block(slot, layer);
   }
-  std::size_t cap(int layer) const { return layer == 0 ? max_m0_ : m_; }
   // Copies the neighbour list of slot at layer into buf; returns the count.
   std::size_t read_links(std::uint32_t slot, int layer, std::uint32_t* buf) const;
   void write_links(std::uint32_t* blk, const std::uint32_t* ids, std::size_t n) const;
