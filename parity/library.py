@@ -102,7 +102,10 @@ def _index_twin(inp: Mapping[str, Any]) -> Any:
     return _search_rows(hits)
 
 
-def _playbook_args(inp: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def playbook_args(inp: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``apply_playbook``'s positional and keyword arguments from rows: ``results`` as
+    ``(id, corpus, distance)``, ``hits`` as ``(id, corpus, score, distance[, role])``, plus
+    any of its keyword arguments."""
     results = inp.get("results", [])
     hits = inp.get("hits", [])
     args = (
@@ -145,12 +148,12 @@ def _playbook_out(inp: Mapping[str, Any], out: Any) -> Any:
 def _playbook_impl(inp: Mapping[str, Any]) -> Any:
     from lakehouse import playbook
 
-    args, kwargs = _playbook_args(inp)
+    args, kwargs = playbook_args(inp)
     return _playbook_out(inp, playbook.apply_playbook(*args, **kwargs))
 
 
 def _playbook_twin(inp: Mapping[str, Any]) -> Any:
-    args, kwargs = _playbook_args(inp)
+    args, kwargs = playbook_args(inp)
     return _playbook_out(inp, ref_playbook.apply_playbook(*args, **kwargs))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import event, given
 from hypothesis import strategies as st
+from parity.library import playbook_args
 from parity.reference import playbook as twin
 
 from lakehouse import playbook as native
@@ -62,17 +63,7 @@ def playbook_inputs(draw):
         "k": draw(st.integers(1, 12)),
         "vetoed_hits": draw(st.lists(st.integers(0, len(hits) - 1), max_size=3)) if hits else [],
     }
-    args = (
-        [r[0] for r in results],
-        [r[1] for r in results],
-        np.array([r[2] for r in results], dtype=np.float32),
-        [h[0] for h in hits],
-        [h[1] for h in hits],
-        np.array([h[2] for h in hits], dtype=np.float64),
-        np.array([h[3] for h in hits], dtype=np.float32),
-        [h[4] for h in hits],
-    )
-    return args, kwargs
+    return playbook_args({"results": results, "hits": hits, **kwargs})
 
 
 @given(playbook_inputs())
