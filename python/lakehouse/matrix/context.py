@@ -36,7 +36,7 @@ class MatrixContext:
     settings: MatrixdConfig
     weak_models: list[str]
     #: for the caller-supplied judge URL: never carries the stack's bearer token
-    judge_session: aiohttp.ClientSession | None = None
+    judge_session: aiohttp.ClientSession
     #: corpus name -> dimension, for playbook corpora this process created or checked
     known_dims: dict[str, int] = field(default_factory=dict)
 
@@ -45,7 +45,7 @@ class MatrixContext:
         cls,
         session: aiohttp.ClientSession,
         config: Config,
-        judge_session: aiohttp.ClientSession | None = None,
+        judge_session: aiohttp.ClientSession,
     ) -> MatrixContext:
         s = config.matrixd
         return cls(

@@ -310,7 +310,7 @@ async def _vet_candidates(
             answers_meta[h] = metadata
             to_judge.append(h)
     judge = make_judge(
-        ctx.judge_session or ctx.session, req.judge_url, req.judge_model, req.judge_min_rating, ctx.settings.judge_timeout
+        ctx.judge_session, req.judge_url, req.judge_model, req.judge_min_rating, ctx.settings.judge_timeout
     )
     if judge is not None and to_judge:
         verdicts = await asyncio.gather(
