@@ -74,6 +74,10 @@ def run_micro(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
                   f"--benchmark-json={raw}", "--benchmark-columns=min,median,mean,ops,rounds", *extra]
     log(f"[micro] {' '.join(pytest_cmd[1:])}")
     env = dict(os.environ, BENCH_MICRO_N=n, BENCH_MICRO_ADD_ROUNDS="50" if args.quick else "2000")
+    # Run from inside an xdist worker (the smoke test under `pytest -n`), the child would see
+    # PYTEST_XDIST_WORKER and pytest-benchmark would disable itself: one round, no timings.
+    for key in [k for k in env if k.startswith("PYTEST_XDIST_")]:
+        del env[key]
     proc = subprocess.run(pytest_cmd, cwd=ROOT, env=env, stdout=sys.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"micro-benchmarks failed (pytest exit {proc.returncode})")
