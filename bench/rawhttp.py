@@ -13,7 +13,8 @@ import socket
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago. (Not lakehouse.stack.free_port: a
+    load generator stays a plain client and does not import the package under test.)"""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

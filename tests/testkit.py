@@ -6,11 +6,6 @@ answers to ``import conftest`` depends on collection order.
 
 from __future__ import annotations
 
-import socket
+from lakehouse.stack import free_port
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port"]

@@ -34,7 +34,6 @@ import difflib
 import math
 import os
 import secrets
-import socket
 import sys
 import tempfile
 import time
@@ -602,12 +601,6 @@ def _describe(side: Side) -> str:
 # -- this runtime, in process -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.asynccontextmanager
 async def local_runtime(
     daemons: Iterable[str],
@@ -626,6 +619,7 @@ async def local_runtime(
     from aiohttp import web
 
     from .services import DAEMONS, app_factory
+    from .stack import free_port
 
     wanted = set(daemons)
     pending = list(wanted)
@@ -638,7 +632,7 @@ async def local_runtime(
     cfg = config or load_config(env={}, data_dir=str(data_dir))
     cfg = cfg.replace(None, data_dir=str(data_dir))
     for name in order:
-        cfg = cfg.replace(name, host="127.0.0.1", port=_free_port())
+        cfg = cfg.replace(name, host="127.0.0.1", port=free_port("127.0.0.1"))
     if roster is not None and "validatord" in wanted:
         cfg = cfg.replace("validatord", roster_path=str(Path(roster).resolve()))
     runners: list[web.AppRunner] = []

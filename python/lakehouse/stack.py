@@ -56,7 +56,7 @@ from .configfile import dump_toml
 from .services import DAEMONS
 from .web import check_bind
 
-__all__ = ["Stack", "StackError", "running_stack", "select_daemons", "main"]
+__all__ = ["Stack", "StackError", "free_port", "running_stack", "select_daemons", "main"]
 
 #: environment variable telling a child which process supervises it (see _die_with_parent)
 PARENT_ENV = "LAKEHOUSE_STACK_PARENT_PID"
@@ -120,7 +120,8 @@ def _stop_groups(selected: list[str]) -> list[list[str]]:
     return [groups[d] for d in sorted(groups, reverse=True)]
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -166,7 +167,7 @@ def prepare_config(config: Config, selected: list[str]) -> Config:
             raise StackError(f"[{name}].host: {exc}") from exc
     for name in selected:
         if config.section(name).port == 0:
-            config = config.replace(name, port=_free_port(config.section(name).host))
+            config = config.replace(name, port=free_port(config.section(name).host))
     problems = []
     owners: dict[tuple[str, int], str] = {}
     for name in selected:

@@ -7,7 +7,6 @@ import http.client
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from lakehouse.services import vectord as vectord_service
 from lakehouse.services.vectord import create_app
 from lakehouse.storage import StorageError, open_store
 from lakehouse.vectors import object_key
+from testkit import free_port
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -246,12 +246,6 @@ async def test_s3_backend_round_trip(s3_config):
 # -- a real process: SIGKILL while adds stream in, SIGTERM -------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Daemon:
     """``lakehouse serve vectord`` as a subprocess on 127.0.0.1, with a tiny HTTP client."""
 
@@ -264,7 +258,7 @@ class Daemon:
         self.conn: http.client.HTTPConnection | None = None
 
     def start(self, timeout: float = 30) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lakehouse.cli", "serve", "vectord", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env=self.env,
