@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from testkit import free_port
 from lakehouse import cli
 from lakehouse.demo import (
     BOOST_WINDOW,
@@ -29,6 +28,7 @@ from lakehouse.demo import (
 )
 from lakehouse.embed.hashing import hash_embed
 from lakehouse.roster import COLUMNS, iter_roster
+from testkit import free_port
 
 
 def _distance(a: str, b: str) -> float:

@@ -22,7 +22,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from testkit import free_port
 from lakehouse import cli, stack
 from lakehouse.config import Config, load_config
 from lakehouse.services import DAEMONS, Daemon
@@ -35,6 +34,7 @@ from lakehouse.stack import (
     select_daemons,
 )
 from lakehouse.web import TRACE_HEADER
+from testkit import free_port
 
 PY = sys.executable
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from testkit import free_port
 from lakehouse.clients.catalogd import CatalogdClient
 from lakehouse.clients.ingestd import IngestdClient
 from lakehouse.clients.queryd import QuerydClient
 from lakehouse.config import Config
 from lakehouse.services import catalogd, ingestd, queryd
 from lakehouse.web import internal_session
+from testkit import free_port
 
 
 @dataclass

@@ -20,11 +20,11 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from testkit import free_port
 from lakehouse import cli
 from lakehouse.config import ConfigError
 from lakehouse.services.gateway import LANGFUSE, ROUTES, create_app
 from lakehouse.web import TRACE_HEADER, check_bind
+from testkit import free_port
 
 MiB = 1 << 20
 DAEMONS = sorted(set(ROUTES.values()))

@@ -19,11 +19,11 @@ from data_stack import start_data_stack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testkit import free_port
 from lakehouse.clients.base import UpstreamError
 from lakehouse.ingest import CsvError, csv_to_parquet, dataset_key, infer_schema, schema_fingerprint
 from lakehouse.roster import write_roster
 from lakehouse.storage import open_store
+from testkit import free_port
 
 CSV = b"id,name,score,active,day\n1,ann,1.5,true,2024-01-02\n2,bob,2,false,2024-02-29\n3,\"c, d\",,TRUE,\n"
 EXPECTED_COLUMNS = [

@@ -20,7 +20,6 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
-from testkit import free_port
 from lakehouse.clients.base import UpstreamError
 from lakehouse.clients.embedd import EmbeddClient
 from lakehouse.clients.matrixd import MatrixdClient
@@ -29,6 +28,7 @@ from lakehouse.config import Config, load_config
 from lakehouse.fakes._script import Reply
 from lakehouse.fakes.ollama import FakeOllama
 from lakehouse.services import embedd, matrixd, vectord
+from testkit import free_port
 
 DIM = 64
 

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from testkit import free_port
 from lakehouse.clients.base import UpstreamError
 from lakehouse.clients.storaged import StoragedClient
 from lakehouse.services.storaged import create_app
 from lakehouse.storage import open_store
+from testkit import free_port
 
 
 @pytest.fixture(params=["local", "s3"])
