@@ -168,12 +168,22 @@ def decode_json(data: bytes, type: type[T], what: str = "request body") -> T:  #
         raise ApiError(400, f"{what}: empty body, expected JSON")
     try:
         return _decoder(type).decode(data)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, f"{what}: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # UTF-8 is checked here, not left to the decoder's wording: msgspec 0.22 raised
+        # UnicodeDecodeError for it, 0.23 its own DecodeError. Only a failed decode pays for
+        # the check (a successful strict decode has validated every string it read).
+        _check_utf8(data, what)
+        if isinstance(exc, msgspec.ValidationError):
+            raise ApiError(400, f"{what}: {exc}") from exc
         raise ApiError(400, f"{what}: malformed JSON: {exc}") from exc
+
+
+def _check_utf8(data: bytes, what: str) -> None:
+    """ApiError(400) naming the first byte of ``data`` that is not UTF-8, if there is one."""
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, f"{what}: not UTF-8: {exc.reason} at byte {exc.start}") from exc
+        raise ApiError(400, f"{what}: not UTF-8: invalid byte at offset {exc.start}") from None
 
 
 async def read_json(request: web.Request, type: type[T]) -> T:  # noqa: A002

@@ -30,11 +30,7 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("chat_dispatcher", Dispatcher)
 
 
 async def handle_chat(request: web.Request) -> web.Response:
-    try:
-        body = await read_json(request, ChatRequest)
-    except UnicodeDecodeError as exc:
-        # msgspec raises this (not DecodeError) for strings that are not UTF-8
-        raise ApiError.bad_request(f"request body: not UTF-8: {exc}") from exc
+    body = await read_json(request, ChatRequest)
     try:
         result = await request.app[DISPATCHER].chat(body, trace_id=trace_id(request))
     except ValueError as exc:

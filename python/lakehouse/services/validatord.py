@@ -62,21 +62,13 @@ class ValidateRequest(msgspec.Struct, forbid_unknown_fields=True):
     context: dict[str, Any] | None = None
 
 
-async def _read(request: web.Request, type_: type) -> Any:
-    try:
-        return await read_json(request, type_)
-    except UnicodeDecodeError as exc:
-        # msgspec raises this (not DecodeError) for strings that are not UTF-8
-        raise ApiError.bad_request(f"request body: not UTF-8: {exc}") from exc
-
-
 def _validation_error_response(exc: ValidationError) -> web.Response:
     # The reference's body, not the usual {"error": ...}: clients match it byte for byte.
     return web.Response(status=422, body=exc.to_json(), content_type="application/json")
 
 
 async def handle_validate(request: web.Request) -> web.Response:
-    body: ValidateRequest = await _read(request, ValidateRequest)
+    body: ValidateRequest = await read_json(request, ValidateRequest)
     try:
         report = validate(body.kind, body.artifact, request.app[ROSTER], body.context)
     except UnknownKind as exc:
@@ -109,7 +101,7 @@ async def _chat(
 
 
 async def handle_iterate(request: web.Request) -> web.Response:
-    body: IterateRequest = await _read(request, IterateRequest)
+    body: IterateRequest = await read_json(request, IterateRequest)
     config = request.app[APP_CONFIG]
     section = config.validatord
     try:
