@@ -199,12 +199,12 @@ def test_check_refuses_empty(config):
 async def test_request_errors(local_stack):
     url = local_stack.config.base_url("queryd") + "/sql"
     for body, fragment in [
-        (b'{"q": "SELECT 1"}', "unknown field `q`"),
+        (b'{"q": "SELECT 1"}', "unknown field 'q'"),
         (b'{"sql": ""}', "empty"),
         (b'{"sql": "   "}', "empty"),
         (b"{}", "sql"),
         (b"not json", "malformed"),
-        (b'{"sql": 1}', "str"),
+        (b'{"sql": 1}', "sql: expected a string"),
         (b'{"sql": "SELEC 1"}', "syntax"),
         (b'{"sql": "SELECT * FROM nope"}', "nope"),
         (b'{"sql": "SELECT 1/0::INTEGER + \'a\'"}', ""),
