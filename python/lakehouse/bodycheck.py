@@ -25,7 +25,15 @@ import msgspec
 import msgspec.inspect as mi
 import numpy as np
 
-__all__ = ["MAX_JSON_DEPTH", "TYPED_LATER", "TooDeep", "depth_check", "explain", "raw_depth_exceeds"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "TYPED_LATER",
+    "TooDeep",
+    "depth_check",
+    "explain",
+    "explain_value",
+    "raw_depth_exceeds",
+]
 
 #: arrays and objects one request body may nest (the body's own object is level 1)
 MAX_JSON_DEPTH = 64
@@ -337,6 +345,15 @@ def _kind_fits(t: mi.Type, v: Any) -> bool:
     return False
 
 
+def explain_value(tp: Any, value: Any) -> str | None:
+    """:func:`explain` for an already decoded value (``msgspec.convert`` input)."""
+    found = _problem(mi.type_info(tp), value, "")
+    if found is None:
+        return None
+    path, problem = found
+    return f"{path}: {problem}" if path else problem
+
+
 def explain(tp: Any, data: bytes) -> str | None:
     """What is wrong with syntactically valid JSON ``data`` for type ``tp``, in our words:
     ``"items[3].id: expected a string, got a number"``. None when the walk finds nothing
@@ -345,8 +362,4 @@ def explain(tp: Any, data: bytes) -> str | None:
         value = msgspec.json.decode(data)
     except (msgspec.DecodeError, RecursionError):
         return None
-    found = _problem(mi.type_info(tp), value, "")
-    if found is None:
-        return None
-    path, problem = found
-    return f"{path}: {problem}" if path else problem
+    return explain_value(tp, value)
