@@ -209,6 +209,9 @@ def check_read_only(sql: str, conn: duckdb.DuckDBPyConnection) -> str:
         # On the locked connection, never the module-level function: parsing IMPORT DATABASE
         # reads files, and only the locked connection refuses that.
         statements = conn.extract_statements(sql)
+    except duckdb.ParserException as exc:
+        # our prefix, so a client (and a test) can tell a syntax error without DuckDB's words
+        raise QueryFailed(f"SQL syntax error: {exc}") from exc
     except duckdb.Error as exc:
         raise QueryFailed(str(exc)) from exc
     if not statements:

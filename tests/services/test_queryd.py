@@ -215,7 +215,7 @@ async def test_request_errors(local_stack):
         (b"{}", "sql"),
         (b"not json", "malformed"),
         (b'{"sql": 1}', "sql: expected a string"),
-        (b'{"sql": "SELEC 1"}', "syntax"),
+        (b'{"sql": "SELEC 1"}', "SQL syntax error:"),
         (b'{"sql": "SELECT * FROM nope"}', "unknown table 'nope': queryd's tables are the cataloged datasets"),
         (b'{"sql": "SELECT 1/0::INTEGER + \'a\'"}', ""),
     ]:
