@@ -227,3 +227,24 @@ async def test_parser_rejections_are_json(aiohttp_server, config):
         assert status == 400 and headers["content-type"].startswith("application/json"), body
         err = orjson.loads(body)["error"]
         assert err["code"] == "bad_request" and err["message"]
+
+
+@pytest.mark.parametrize(
+    ("daemon", "path", "wrap"),
+    [
+        ("pathwayd", "/pathway/add", b'{"content": %s}'),
+        ("observerd", "/observer/event", b'{"op": "x", "metadata": {"a": %s}}'),
+        ("vectord", "/vectors/index", b'{"name": "x", "dimension": 2, "m": %s}'),
+    ],
+)
+async def test_deep_bodies_are_the_same_400_on_daemon_routes(aiohttp_client, config, daemon, path, wrap):
+    """The limit lives in decode_json, so every daemon's routes answer it alike (issue 17
+    found 500 RecursionError on 12 routes)."""
+    import importlib
+
+    module = importlib.import_module(f"lakehouse.services.{daemon}")
+    client = await aiohttp_client(module.create_app(config))
+    for depth in (70, 5000, 100_000):
+        r = await client.post(path, data=wrap % nested(depth))
+        assert r.status == 400, await r.text()
+        assert f"nested deeper than {MAX_JSON_DEPTH} levels" in (await r.json())["error"]["message"]
