@@ -57,6 +57,9 @@ EMPTY_NAME = "catalogd: empty name"
 EMPTY_FINGERPRINT = "catalogd: empty schema_fingerprint"
 
 
+#: the largest row_count or size a manifest can hold (stored as int64)
+INT64_MAX = (1 << 63) - 1
+
 class FingerprintConflict(Exception):
     """The name is registered with another schema fingerprint (ADR-020: 409)."""
 
@@ -273,10 +276,10 @@ class Catalog:
         validate_dataset_name(name)
         if key:
             validate_key(key)
-        if row_count is not None and row_count < 0:
-            raise ValueError("row_count must be >= 0")
-        if size is not None and size < 0:
-            raise ValueError("size must be >= 0")
+        for field_name, value in (("row_count", row_count), ("size", size)):
+            # the manifest stores both as int64 (Parquet); a larger number is no real count
+            if value is not None and not 0 <= value <= INT64_MAX:
+                raise ValueError(f"{field_name} must be between 0 and {INT64_MAX}, got {value}")
         cols = tuple(columns) if columns is not None else None
         with self._lock:
             old = self._by_name.get(name)

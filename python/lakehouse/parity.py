@@ -448,7 +448,7 @@ def invalid_reason(fx: Mapping[str, Any], answer: Answer, token: str = "") -> st
     The gate, in order: the side answered (no transport error, no timeout, setup steps
     succeeded); its status is one the fixture's ``valid.status`` lists, or any status below
     500 when it lists none (a 5xx is valid only where the contract itself fixes one, such as
-    "missing corpus -> 502"); the raw body is ``expect_raw`` byte for byte (or starts with
+    "vectord down -> 502"); the raw body is ``expect_raw`` byte for byte (or starts with
     ``expect_raw_prefix``) and contains every ``valid.contains`` text; the body is JSON when
     ``valid.json`` (default true unless ``compare`` is ``status``); every ``valid.required``
     dotted path exists; and the normalised answer equals ``expect`` (``expect_subset``:

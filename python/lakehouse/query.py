@@ -35,6 +35,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import orjson
+import pyarrow as pa
 
 if TYPE_CHECKING:
     from .config import S3Config
@@ -128,16 +130,75 @@ class SyncReport:
 # -- read-only check --------------------------------------------------------------------
 
 
-def _walk_table_functions(node: Any, found: list[str]) -> None:
-    if isinstance(node, dict):
-        if node.get("type") == "TABLE_FUNCTION":
-            function = node.get("function") or {}
-            found.append(str(function.get("function_name", "")).lower())
-        for value in node.values():
-            _walk_table_functions(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _walk_table_functions(value, found)
+#: scalar functions refused: they reveal the host (paths, settings, secrets), not data
+REFUSED_FUNCTIONS = frozenset({"current_setting", "getenv", "which_secret"})
+
+#: SELECTs nested in one another (subqueries, CTEs) one statement may hold: DuckDB plans
+#: nested scalar subqueries in time exponential in their depth (22 levels: 3 s, 26: 40 s)
+#: and cannot interrupt the planner, so depth is bounded before anything runs
+MAX_QUERY_NESTING = 16
+
+
+@dataclass
+class _Tree:
+    table_functions: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)
+    base_tables: list[str] = field(default_factory=list)
+    cte_names: set[str] = field(default_factory=set)
+    nesting: int = 0
+
+
+def _walk(root: Any) -> _Tree:
+    """What a ``json_serialize_sql`` tree uses. Iterative: the tree may be deep."""
+    out = _Tree()
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if kind == "SELECT_NODE":
+                depth += 1
+                out.nesting = max(out.nesting, depth)
+            elif kind == "TABLE_FUNCTION":
+                function = node.get("function") or {}
+                out.table_functions.append(str(function.get("function_name", "")).lower())
+            elif kind == "BASE_TABLE":
+                out.base_tables.append(str(node.get("table_name", "")))
+            if node.get("class") == "FUNCTION":
+                out.functions.append(str(node.get("function_name", "")).lower())
+            cte_map = node.get("cte_map")
+            if isinstance(cte_map, dict):
+                out.cte_names.update(str(e.get("key", "")) for e in cte_map.get("map") or [])
+            stack.extend((v, depth) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth) for v in node)
+    return out
+
+
+_LEADING_COMMENTS = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+
+
+def _first_keyword(sql: str) -> str:
+    rest = sql[_LEADING_COMMENTS.match(sql).end() :]  # type: ignore[union-attr]
+    match = re.match(r"[A-Za-z_]+", rest)
+    return match.group(0).upper() if match else ""
+
+
+def statement_tree(statement_sql: str, conn: duckdb.DuckDBPyConnection) -> _Tree:
+    """DuckDB's syntax tree of one statement, summarised; QueryFailed when it cannot say."""
+    try:
+        tree = orjson.loads(
+            conn.execute("SELECT json_serialize_sql(?)", [statement_sql]).fetchone()[0]  # type: ignore[index]
+        )
+    except orjson.JSONDecodeError as exc:
+        raise QueryFailed(
+            "the statement nests too deeply to analyse; simplify it (fewer nested expressions)"
+        ) from exc
+    except (duckdb.Error, TypeError) as exc:
+        raise QueryFailed(f"could not analyse the statement: {exc}") from exc
+    if tree.get("error"):
+        raise QueryFailed(str(tree.get("error_message", "could not analyse the statement")))
+    return _walk(tree.get("statements", []))
 
 
 def check_read_only(sql: str, conn: duckdb.DuckDBPyConnection) -> str:
@@ -148,6 +209,9 @@ def check_read_only(sql: str, conn: duckdb.DuckDBPyConnection) -> str:
         # On the locked connection, never the module-level function: parsing IMPORT DATABASE
         # reads files, and only the locked connection refuses that.
         statements = conn.extract_statements(sql)
+    except duckdb.ParserException as exc:
+        # our prefix, so a client (and a test) can tell a syntax error without DuckDB's words
+        raise QueryFailed(f"SQL syntax error: {exc}") from exc
     except duckdb.Error as exc:
         raise QueryFailed(str(exc)) from exc
     if not statements:
@@ -155,6 +219,9 @@ def check_read_only(sql: str, conn: duckdb.DuckDBPyConnection) -> str:
     if len(statements) > 1:
         raise QueryRefused(f"one statement per request, got {len(statements)}")
     statement = statements[0]
+    if _first_keyword(sql) == "PRAGMA":
+        # DuckDB turns some PRAGMAs (show_tables, database_list, functions) into SELECTs
+        raise QueryRefused("queryd is read-only: PRAGMA is refused")
     if statement.type != duckdb.StatementType.SELECT:
         kind = statement.type.name
         if kind == "LOAD":
@@ -162,17 +229,13 @@ def check_read_only(sql: str, conn: duckdb.DuckDBPyConnection) -> str:
         elif kind == "SET":
             kind = "SET/RESET/USE/PRAGMA"
         raise QueryRefused(f"queryd is read-only: {kind} statements are refused")
-    try:
-        tree = orjson.loads(
-            conn.execute("SELECT json_serialize_sql(?)", [statement.query]).fetchone()[0]  # type: ignore[index]
+    tree = statement_tree(statement.query, conn)
+    if tree.nesting > MAX_QUERY_NESTING:
+        raise QueryRefused(
+            f"the statement nests {tree.nesting} SELECTs in one another; at most "
+            f"{MAX_QUERY_NESTING} are allowed (subqueries and CTEs count)"
         )
-    except (duckdb.Error, orjson.JSONDecodeError, TypeError) as exc:
-        raise QueryFailed(f"could not analyse the statement: {exc}") from exc
-    if tree.get("error"):
-        raise QueryFailed(str(tree.get("error_message", "could not analyse the statement")))
-    functions: list[str] = []
-    _walk_table_functions(tree.get("statements", []), functions)
-    for name in functions:
+    for name in tree.table_functions:
         if name.startswith("pragma_"):
             raise QueryRefused("queryd is read-only: PRAGMA is refused")
         if name not in ALLOWED_TABLE_FUNCTIONS:
@@ -180,6 +243,9 @@ def check_read_only(sql: str, conn: duckdb.DuckDBPyConnection) -> str:
                 f"table function {name}() is not allowed: queryd reads the cataloged datasets, "
                 "which are views (SELECT ... FROM <dataset name>)"
             )
+    for name in tree.functions:
+        if name in REFUSED_FUNCTIONS:
+            raise QueryRefused(f"function {name}() is refused: it reads the server's settings, not data")
     return statement.query
 
 
@@ -215,6 +281,23 @@ def encode_result(result: QueryResult) -> bytes:
         default=_json_default,
         option=orjson.OPT_NON_STR_KEYS,
     )
+
+
+class UnrepresentableValue(QueryFailed):
+    """A result value JSON (through Python) cannot carry, named by its column (400)."""
+
+
+def _column_values(column: pa.ChunkedArray | pa.Array, described: dict[str, str]) -> list[Any]:
+    """A result column as Python values; UnrepresentableValue naming the column when a value
+    does not fit Python's types (DuckDB's infinite dates and timestamps, years past 9999)."""
+    try:
+        return column.to_pylist()
+    except (OverflowError, ValueError) as exc:
+        raise UnrepresentableValue(
+            f"column {described['name']!r} ({described['type']}) holds a value outside what "
+            "queryd can return (an infinite date or timestamp, or a year past 9999); "
+            "cast it to VARCHAR to read it as text"
+        ) from exc
 
 
 # -- the engine -------------------------------------------------------------------------
@@ -282,6 +365,7 @@ class QueryEngine:
         self._db.execute("SET lock_configuration = true")
         self._views: dict[str, str] = {}  # view name -> manifest updated_at (the etag)
         self._ddl = threading.Lock()
+        self._running: set[duckdb.DuckDBPyConnection] = set()  # cursors of running queries
 
     @staticmethod
     def _secret_sql(s3: S3Config) -> str:
@@ -306,6 +390,11 @@ class QueryEngine:
         return text
 
     def close(self) -> None:
+        """Interrupt the queries still running, then close the database."""
+        with self._ddl:
+            running = list(self._running)
+        for cur in running:
+            cur.interrupt()
         self._db.close()
 
     # -- views --------------------------------------------------------------------------
@@ -356,10 +445,30 @@ class QueryEngine:
 
     # -- queries ------------------------------------------------------------------------
 
+    def _catalog_message(self, statement: str, cur: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> str:
+        """An unknown table named in our words, with the datasets there are (DuckDB's own
+        "did you mean" picks from its internal catalog: pg_enum, duckdb_tables...)."""
+        try:
+            tree = statement_tree(statement, cur)
+        except QueryFailed:
+            tree = _Tree()
+        views = self.views
+        unknown = sorted({t for t in tree.base_tables if t not in views and t not in tree.cte_names})
+        if not unknown:
+            return self.redact(str(exc))
+        names = ", ".join(sorted(views)) or "none yet"
+        which = "table" if len(unknown) == 1 else "tables"
+        return (
+            f"unknown {which} {', '.join(map(repr, unknown))}: queryd's tables are the cataloged "
+            f"datasets ({names})"
+        )
+
     def execute(self, sql: str, timeout: float | None = None) -> QueryResult:
         """Run one read-only query; QueryRefused, QueryFailed, ResultTooLarge, QueryTimeout."""
         limit = self.timeout if timeout is None else timeout
         cur = self._db.cursor()
+        with self._ddl:
+            self._running.add(cur)
         fired = threading.Event()
 
         def interrupt() -> None:
@@ -386,7 +495,12 @@ class QueryEngine:
                             f"the result has more than {self.max_rows} rows; "
                             "add a LIMIT or aggregate"
                         )
-                    rows.extend(zip(*(c.to_pylist() for c in batch.columns), strict=True))
+                    rows.extend(zip(*(_column_values(c, d) for c, d in zip(batch.columns, columns, strict=True)), strict=True))
+            except pa.ArrowException as exc:
+                raise QueryFailed(
+                    "the result cannot be returned: its column types nest too deeply "
+                    "(simplify the nested LIST / STRUCT values)"
+                ) from exc
             except duckdb.InterruptException as exc:
                 if fired.is_set():
                     raise QueryTimeout(f"query exceeded the {limit:g} s time limit") from exc
@@ -394,11 +508,13 @@ class QueryEngine:
             except duckdb.Error as exc:
                 if fired.is_set():
                     raise QueryTimeout(f"query exceeded the {limit:g} s time limit") from exc
-                raise QueryFailed(
-                    self.redact(str(exc)), catalog_miss=isinstance(exc, duckdb.CatalogException)
-                ) from exc
+                if isinstance(exc, duckdb.CatalogException):
+                    raise QueryFailed(self._catalog_message(statement, cur, exc), catalog_miss=True) from exc
+                raise QueryFailed(self.redact(str(exc))) from exc
         finally:
             if timer is not None:
                 timer.cancel()
+            with self._ddl:
+                self._running.discard(cur)
             cur.close()
         return QueryResult(columns, rows, (time.perf_counter() - started) * 1000.0)

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -30,8 +31,10 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
 
+from .bodycheck import MAX_JSON_DEPTH, TooDeep, depth_check, explain, raw_depth_exceeds
 from .config import AuthConfig, Config, ConfigError
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "mint_trace_id",
     "trace_id",
     "adopt_trace_id",
+    "valid_trace_id",
 ]
 
 log = logging.getLogger("lakehouse")
@@ -163,19 +167,35 @@ def _decoder(tp: Any) -> msgspec.json.Decoder[Any]:
 
 
 def decode_json(data: bytes, type: type[T], what: str = "request body") -> T:  # noqa: A002
-    """Strictly decode ``data`` into ``type``; ApiError(400) names what was wrong and where."""
+    """Strictly decode ``data`` into ``type``; ApiError(400) names what was wrong and where.
+
+    The messages are the project's own (see docs/errors.md): UTF-8, nesting depth
+    (:data:`lakehouse.bodycheck.MAX_JSON_DEPTH` for every body) and the shape of the body
+    (:func:`lakehouse.bodycheck.explain`) are checked here, not left to msgspec's wording.
+    """
     if not data or not data.strip():
         raise ApiError(400, f"{what}: empty body, expected JSON")
     try:
-        return _decoder(type).decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
-        # UTF-8 is checked here, not left to the decoder's wording: msgspec 0.22 raised
-        # UnicodeDecodeError for it, 0.23 its own DecodeError. Only a failed decode pays for
-        # the check (a successful strict decode has validated every string it read).
+        value = _decoder(type).decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # Only a failed decode pays for these checks (a successful strict decode has
+        # validated every string it read).
         _check_utf8(data, what)
+        if isinstance(exc, RecursionError) or raw_depth_exceeds(data, MAX_JSON_DEPTH):
+            raise ApiError(400, f"{what}: {TooDeep()}") from None
         if isinstance(exc, msgspec.ValidationError):
-            raise ApiError(400, f"{what}: {exc}") from exc
-        raise ApiError(400, f"{what}: malformed JSON: {exc}") from exc
+            raise ApiError(400, f"{what}: {explain(type, data) or 'does not match the expected shape'}") from None
+        raise ApiError(400, f"{what}: malformed JSON ({_syntax_position(exc)})") from None
+    check = depth_check(type)
+    if check is not None and check(value, 1):
+        raise ApiError(400, f"{what}: {TooDeep()}")
+    return value
+
+
+def _syntax_position(exc: Exception) -> str:
+    """Where the decoder stopped, from msgspec's message if it says, in our words."""
+    match = re.search(r"char (\d+)", str(exc))
+    return f"invalid JSON at byte {match.group(1)}" if match else "invalid JSON"
 
 
 def _check_utf8(data: bytes, what: str) -> None:
@@ -208,6 +228,16 @@ def mint_trace_id() -> str:
     return f"{time.time_ns():016x}-{_random.getrandbits(32):08x}"
 
 
+#: a trace id a client may choose: visible ASCII, at most this long (anything else is
+#: replaced by a minted id, so it can go into headers, logs and JSON bodies unchanged)
+MAX_TRACE_ID = 128
+
+
+def valid_trace_id(tid: str) -> bool:
+    """Whether ``tid`` can be used as a trace id as given (1-128 visible ASCII characters)."""
+    return 0 < len(tid) <= MAX_TRACE_ID and tid.isascii() and tid.isprintable() and " " not in tid
+
+
 def trace_id(request: web.Request) -> str:
     """The request's trace id (taken from X-Lakehouse-Trace-Id or minted by the middleware)."""
     return request.get(TRACE_ID) or mint_trace_id()
@@ -220,7 +250,8 @@ def adopt_trace_id(request: web.Request, tid: str) -> None:
 
 @web.middleware
 async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[TRACE_ID] = request.headers.get(TRACE_HEADER) or mint_trace_id()
+    given = request.headers.get(TRACE_HEADER)
+    request[TRACE_ID] = given if given and valid_trace_id(given) else mint_trace_id()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -246,6 +277,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.text if exc.text and exc.text != exc.reason else exc.reason
         if exc.status == 413:
             message = f"request body too large: {message}"
+        elif isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"method {exc.method} is not allowed on {request.path}; allowed: {allowed}"
         return error_response(exc.status, message or exc.reason, headers=headers)
     except asyncio.CancelledError:
         raise
@@ -256,6 +290,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error (logged)")
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header value as the bytes the client sent, never raising: aiohttp decodes header
+    bytes that are not UTF-8 as lone surrogates, which a plain ``.encode()`` refuses."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace")
 
 
 def auth_middleware(auth: AuthConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -279,7 +322,7 @@ def auth_middleware(auth: AuthConfig) -> Callable[..., Awaitable[web.StreamRespo
                 addr = None
             if addr is None or not any(addr in net for net in networks):
                 return error_response(403, f"address {remote or '?'} is not allowed")
-        given = request.headers.get("Authorization", "").encode()
+        given = _header_bytes(request.headers.get("Authorization", ""))
         ok = False
         for candidate in expected:
             # compare every candidate so the time taken does not say which one matched
@@ -290,6 +333,54 @@ def auth_middleware(auth: AuthConfig) -> Callable[..., Awaitable[web.StreamRespo
         return await handler(request)
 
     return middleware
+
+
+# -- parser-level errors ----------------------------------------------------------------
+
+
+def _parser_error_message(status: int, exc: BaseException | None) -> str:
+    """Our words for what aiohttp's HTTP parser refused (it never reaches a middleware)."""
+    if isinstance(exc, http_exceptions.LineTooLong):
+        limit = exc.args[1] if len(exc.args) > 1 else "?"
+        return f"request line or a header is longer than the server's limit of {limit} bytes"
+    if isinstance(exc, http_exceptions.InvalidHeader):
+        return "malformed HTTP request: invalid header"
+    if isinstance(exc, http_exceptions.BadStatusLine):
+        return "malformed HTTP request line"
+    if isinstance(exc, http_exceptions.PayloadEncodingError):
+        return "malformed HTTP request body encoding"
+    if isinstance(exc, http_exceptions.BadHttpMessage):
+        return "malformed HTTP request"
+    if status == 504:
+        return "timed out"
+    return "internal error (logged)" if status >= 500 else "bad request"
+
+
+_aiohttp_handle_error = RequestHandler.handle_error
+
+
+def _json_handle_error(
+    self: RequestHandler,
+    request: Any,
+    status: int = 500,
+    exc: BaseException | None = None,
+    message: str | None = None,
+) -> web.StreamResponse:
+    """RequestHandler.handle_error answering ``{"error": {"code", "message"}}``.
+
+    aiohttp answers what its parser rejects (a path or header over 8190 bytes, a bad request
+    line) from the protocol object, before any application or middleware sees a request, in
+    text/plain. There is no per-app hook for it, so lakehouse.web wraps the method once, for
+    every server in the process: aiohttp's version still logs and still refuses when a
+    response has started; only the body changes.
+    """
+    plain = _aiohttp_handle_error(self, request, status, exc, message)
+    response = error_response(plain.status, _parser_error_message(plain.status, exc))
+    response.force_close()
+    return response
+
+
+RequestHandler.handle_error = _json_handle_error  # type: ignore[method-assign]
 
 
 # -- the app ----------------------------------------------------------------------------

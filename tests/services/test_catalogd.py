@@ -202,3 +202,16 @@ def test_register_model(tmp_path_factory, ops):
     reloaded = Catalog(cat.store)
     assert reloaded.load() == []
     assert {m.name: m.schema_fingerprint for m in reloaded.list()} == model
+
+
+@pytest.mark.parametrize("field", ["row_count", "size"])
+@pytest.mark.parametrize("value", [-1, 2**63, 2**64, 10**30])
+async def test_counts_outside_int64_are_400_and_nothing_changes(aiohttp_client, config, field, value):
+    client = await aiohttp_client(create_app(config))
+    body = b'{"name": "w", "schema_fingerprint": "%s", "%s": %d}' % (FP.encode(), field.encode(), value)
+    r = await client.post("/catalog/register", data=body)
+    assert r.status == 400, await r.text()
+    assert (await r.json())["error"]["code"] == "bad_request"
+    assert (await (await client.get("/catalog/list")).json())["count"] == 0
+    r = await client.post("/catalog/register", json={"name": "w", "schema_fingerprint": FP, field: 2**63 - 1})
+    assert r.status == 200 and (await r.json())[field] == 2**63 - 1

@@ -303,11 +303,13 @@ async def test_upstream_error_is_502_with_the_upstream_body(stack, target):
     await stack.chat(model=model, messages=USER)  # the next call goes through
 
 
-async def test_unknown_upstream_model_and_zero_choices_are_502(stack):
-    out = await stack.chat(status=502, model="ollama/no-such-model", messages=USER)
-    assert "HTTP 404" in out["error"]["message"] and "no-such-model" in out["error"]["message"]
-    out = await stack.chat(status=502, model="kimi/other-model", messages=USER)
-    assert "does not exist" in out["error"]["message"]
+async def test_unknown_upstream_model_is_404_naming_it_and_zero_choices_502(stack):
+    # the provider's 404 for a model it lacks is the caller's mistake: 404, not 502 (issue 17)
+    out = await stack.chat(status=404, model="ollama/no-such-model", messages=USER)
+    assert out["error"]["code"] == "not_found"
+    assert out["error"]["message"].startswith("model not found: 'no-such-model' at ollama")
+    out = await stack.chat(status=404, model="kimi/other-model", messages=USER)
+    assert out["error"]["message"].startswith("model not found: 'other-model' at kimi")
     stack.openrouter.zero_choices = True
     out = await stack.chat(status=502, model="openrouter/a/b", messages=USER)
     assert "no choices" in out["error"]["message"]
@@ -452,7 +454,7 @@ async def test_chatd_client(stack):
         assert (await client.providers())["providers"][0] == "ollama"
         with pytest.raises(UpstreamError) as info:
             await client.chat("kimi/unknown", USER)
-        assert info.value.status == 502 and not is_timeout(info.value)
+        assert info.value.status == 404 and not is_timeout(info.value)
         stack.local.delay = 5.0
         with pytest.raises(UpstreamError) as info:
             await client.chat("qwen2.5", USER, timeout=0.2)

@@ -684,3 +684,48 @@ async def test_a_1_gib_put_streams_through_a_gateway_process(tmp_path):
             p.terminate()
         for p in procs:
             p.wait(10)
+
+
+# -- an early answer from the daemon reaches the client (issue 17) -----------------------------
+
+
+async def test_storageds_early_413_is_relayed_to_a_client_still_sending(aiohttp_server, config, fakes):
+    """A PUT announcing 300 MB: storaged refuses it from Content-Length, before reading the
+    body; the gateway must relay that 413 at once, not wait for a body the client has not
+    sent (the client waits for the answer, as one using Expect: 100-continue does)."""
+    from lakehouse.services import storaged
+
+    store = await aiohttp_server(storaged.create_app(config.replace("storaged", max_put_bytes=1 << 20)))
+    cfg = wire(config, fakes).replace("gateway", storaged_url=str(store.make_url("")).rstrip("/"))
+    gateway = await aiohttp_server(create_app(cfg))
+    for expect, sent in ((b"", b""), (b"", b"x" * 1024), (b"Expect: 100-continue\r\n", b"")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(
+            b"PUT /v1/storage/big/object HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            + expect + b"Content-Length: %d\r\n\r\n" % (300 << 20) + sent
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        if head.startswith(b"HTTP/1.1 100"):  # an interim answer; the final one follows
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        status = int(head.split()[1])
+        assert status == 413, head
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+        assert orjson.loads(body)["error"]["code"] == "payload_too_large"
+        writer.close()
+
+
+@pytest.mark.parametrize("token", ["", "t1"])
+async def test_header_bytes_that_are_not_utf8_never_make_a_5xx(aiohttp_server, config, fakes, token):
+    gateway = await aiohttp_server(create_app(wire(config, fakes).replace("auth", token=token)))
+    for header in (b"Authorization: Bearer \xff\xfe", b"X-Other: \xc3(", b"X-Lakehouse-Trace-Id: \xff"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(b"POST /v1/matrix/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n" + header + b"\r\n\r\n{}")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        status = int(data.split()[1])
+        assert status < 500, (header, data)
+        if token and header.startswith(b"Authorization"):
+            assert status == 401

@@ -214,6 +214,10 @@ async def test_schema_drift_is_409_and_leaves_nothing(stack):
     with pytest.raises(UpstreamError) as exc:
         await stack.ingest.ingest("drift", b"a,b\nx,2\n")  # a is now a string
     assert exc.value.status == 409
+    # plain words, no Python reprs of the column lists (issue 14)
+    message = exc.value.message
+    assert "(a is int64, now utf8)" in message and "registered a int64, b int64; this CSV has a utf8, b int64" in message
+    assert "{" not in message and "[" not in message
     assert _datasets(stack.config) == [first["key"]]
     assert (await stack.catalog.manifest("drift"))["schema_fingerprint"] == first["schema_fingerprint"]
 

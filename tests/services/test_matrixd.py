@@ -533,6 +533,11 @@ BAD_SEARCHES = [
     ({"query_text": "x"}, "corpora"),
     ({"query_text": "x", "corpora": []}, "corpora"),
     ({"query_text": "x", "corpora": [""]}, "empty name"),
+    # names vectord would refuse are the caller's mistake: 400 here, not vectord's 400 as a 502
+    ({"query_text": "x", "corpora": ["w", " "]}, "corpora[1]: invalid corpus name"),
+    ({"query_text": "x", "corpora": ["x" * 100_000]}, "(100000 characters)"),
+    ({"query_text": "x", "corpora": ["w"], "use_playbook": True, "playbook_corpus": " "}, "playbook_corpus: invalid"),
+    ({"query_text": "x", "corpora": ["w"], "use_playbook": True, "playbook_corpus": "p" * 100_000}, "playbook_corpus: invalid"),
     ({"query_text": "x", "corpora": [f"c{i}" for i in range(65)]}, "at most 64"),
     ({"corpora": ["w"]}, "query"),
     ({"query_text": "   ", "corpora": ["w"]}, "query"),
@@ -575,10 +580,10 @@ async def test_query_vector_of_the_wrong_dimension_is_400(stack):
     assert status == 400 and "'w'" in answer["error"]["message"]
 
 
-async def test_corpus_failures_are_502(stack):
+async def test_a_missing_corpus_is_404_naming_it(stack):
     await stack.vectors.create("w", DIM)
     status, answer = await stack.call("/matrix/search", {"query_text": "x", "corpora": ["w", "missing"]})
-    assert status == 502 and "missing" in answer["error"]["message"]
+    assert status == 404 and "corpus 'missing' not found" in answer["error"]["message"]
     # a missing playbook corpus is a cold start, not an error
     status, answer = await stack.call("/matrix/search", {"query_text": "x", "corpora": ["w"], "use_playbook": True, "playbook_corpus": "nope"})
     assert status == 200 and answer["playbook"]["cold_start"] is True
@@ -789,10 +794,8 @@ def test_no_request_body_produces_a_500(tmp_path):
             path, body = request
             status, text = run(send(path, body))
             assert status < 500 or status == 502, (path, body, text)
-            if status == 502:  # only a missing corpus or the (absent) queryd may be a 502
-                assert ("not found" in text and path == "/matrix/search") or (
-                    "queryd" in text and path == "/matrix/corpus/build"
-                ), (path, body, text)
+            if status == 502:  # only the (absent) queryd may be a 502
+                assert "queryd" in text and path == "/matrix/corpus/build", (path, body, text)
 
         check()
     finally:
@@ -821,3 +824,18 @@ async def test_client_record_bulk_corpora_search(stack):
     with pytest.raises(UpstreamError) as info:
         await client.record("", "a", "c", 1.0)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize("name", [" ", "x" * 100_000, ".hidden"])
+async def test_bad_playbook_corpus_names_are_400_not_502(stack, name):
+    entry = {"query_text": "x", "answer_id": "a", "answer_corpus": "c", "score": 1}
+    status, answer = await stack.call("/matrix/playbooks/record", {**entry, "playbook_corpus": name})
+    assert status == 400 and "playbook_corpus: invalid corpus name" in answer["error"]["message"]
+    status, answer = await stack.call("/matrix/playbooks/record", {**entry, "answer_corpus": name})
+    assert status == 400 and "answer_corpus: invalid corpus name" in answer["error"]["message"]
+    status, answer = await stack.call("/matrix/playbooks/bulk", {"entries": [entry], "playbook_corpus": name})
+    assert status == 400 and "playbook_corpus: invalid corpus name" in answer["error"]["message"]
+    status, answer = await stack.call("/matrix/playbooks/bulk", {"entries": [{**entry, "playbook_corpus": name}, {**entry, "score": "high"}]})
+    assert status == 200 and answer["failed"] == 2
+    assert "playbook_corpus: invalid corpus name" in answer["results"][0]["error"]
+    assert answer["results"][1]["error"] == "score: expected a number, got a string"

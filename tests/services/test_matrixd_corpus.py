@@ -193,7 +193,7 @@ async def test_background_job_and_progress(env):
         ({"name": "x", "sql": "SELECT * FROM workers", "id_column": "worker_id", "text_template": "{role.__class__}"}, 400, "column name"),
         ({"name": "x", "sql": "SELECT * FROM workers", "id_column": "worker_id", "text_template": "no fields"}, 400, "no column"),
         ({"name": "x", "sql": "SELECT * FROM workers", "id_column": "worker_id", "text_template": "{role"}, 400, "unmatched"),
-        ({"name": "x", "sql": "SELECT * FROM workers", "id_column": "nope", "text_template": "{role}"}, 400, "nope"),
+        ({"name": "x", "sql": "SELECT * FROM workers", "id_column": "nope", "text_template": "{role}"}, 400, "id_column 'nope' is not a column of the query's result (it has: worker_id, name"),
         ({"name": "x", "sql": "SELECT * FROM workers", "id_column": "worker_id", "text_template": "{salary}"}, 400, "salary"),
         ({"name": "x", "sql": "SELECT * FROM workers", "id_column": "worker_id", "text_columns": ["role"], "metadata_columns": ["zip"]}, 400, "zip"),
         ({"name": "x", "sql": "DROP TABLE workers", "id_column": "worker_id", "text_columns": ["role"]}, 400, "queryd"),
@@ -250,3 +250,15 @@ async def test_queryd_down_is_502(env):
     client = await env.make(queryd_url=f"http://127.0.0.1:{free_port()}")
     status, err = await post(client, "/matrix/corpus/build", {"name": "x", "sql": "SELECT 1 AS a", "id_column": "a", "text_columns": ["a"]})
     assert status == 502 and "queryd" in err["error"]["message"]
+
+
+async def test_a_bad_id_column_does_not_echo_the_paging_sql_and_changes_nothing(env):
+    body = {"name": "keep", "sql": "SELECT * FROM workers LIMIT 5", "id_column": "worker_id", "text_columns": ["role"]}
+    assert (await post(env.client, "/matrix/corpus/build", body))[0] == 200
+    status, err = await post(env.client, "/matrix/corpus/build", {**body, "id_column": "wid", "replace": True})
+    assert status == 400
+    message = err["error"]["message"]
+    assert "id_column 'wid'" in message and "worker_id" in message
+    assert "lakehouse_corpus_source" not in message and "ORDER BY" not in message
+    status, err = await post(env.client, "/matrix/search", {"query_text": "x", "corpora": ["keep"]})
+    assert status == 200 and len(err["results"]) == 5  # replace: true did not drop it first

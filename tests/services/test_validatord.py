@@ -390,3 +390,17 @@ async def test_odd_values_never_produce_a_500(stack):
         r = await stack.client.post("/iterate", data=raw)
         assert r.status == 400, raw
     assert stack.ollama.requests == []
+
+
+async def test_iterate_with_an_unknown_model_is_404_naming_it(stack):
+    out, _ = await stack.iterate(404, kind="fill", prompt="fill", context=CTX, model="no-such-model")
+    assert "model not found: 'no-such-model'" in out["error"]
+    (row,) = stack.rows()
+    assert row["final_verdict"] == "infra_error"
+
+
+@pytest.mark.parametrize("tid", ["a\x00b", "tab\tbed", "x" * 129, "caf\u00e9", "two words"])
+async def test_iterate_trace_id_that_cannot_be_a_header_is_400(stack, tid):
+    out, r = await stack.iterate(400, kind="fill", prompt="fill", context=CTX, trace_id=tid)
+    assert out["error"]["code"] == "bad_request" and out["error"]["message"].startswith("trace_id:")
+    assert stack.rows() == []

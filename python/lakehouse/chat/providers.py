@@ -8,8 +8,9 @@
   (OpenRouter, OpenCode Zen, Kimi For Coding); ``format: "json"`` becomes
   ``response_format: {"type": "json_object"}``, a schema becomes ``json_schema``.
 
-Every adapter maps: an upstream HTTP error or an unreachable host -> :class:`UpstreamFailure`
-(502, the upstream body in the message), a timeout -> :class:`ProviderTimeout` (504), an
+Every adapter maps: an upstream 404 (the model is unknown there) -> :class:`ModelNotFound`
+(404 naming the model), another upstream HTTP error or an unreachable host ->
+:class:`UpstreamFailure` (502, the upstream body in the message), a timeout -> :class:`ProviderTimeout` (504), an
 answer without content (no choices, no message) -> :class:`UpstreamFailure`. The caller's
 ``X-Lakehouse-Trace-Id`` goes upstream with every call.
 """
@@ -23,7 +24,7 @@ import aiohttp
 import orjson
 
 from ..web import TRACE_HEADER
-from .types import ChatResult, ProviderTimeout, UpstreamCall, UpstreamFailure, Usage
+from .types import ChatResult, ModelNotFound, ProviderTimeout, UpstreamCall, UpstreamFailure, Usage
 
 __all__ = [
     "OllamaCloudProvider",
@@ -84,6 +85,9 @@ class Provider:
         text = payload.decode("utf-8", "replace")
         if status >= 400:
             quoted = text.strip()[:_BODY_QUOTE] or "(empty body)"
+            if status == 404:
+                # Ollama and the OpenAI-compatible APIs answer 404 for a model they lack
+                raise ModelNotFound(f"{body.get('model')!r} at {self.name} ({self.name} answered: {quoted})")
             raise UpstreamFailure(f"{self.name} answered HTTP {status}: {quoted}")
         try:
             decoded = orjson.loads(payload)

@@ -130,6 +130,13 @@ class ProviderNotFound(ChatError):
     prefix = "provider not found for model"
 
 
+class ModelNotFound(ChatError):
+    """The provider answered 404 for the model: the caller named a model it does not have."""
+
+    status = 404
+    prefix = "model not found"
+
+
 class ProviderDisabled(ChatError):
     status = 503
     prefix = "provider disabled (no auth key)"

@@ -15,11 +15,24 @@ from ..clients.embedd import EmbeddClient
 from ..clients.queryd import QuerydClient
 from ..clients.vectord import VectordClient
 from ..config import Config, MatrixdConfig
+from ..vectors import NAME_PATTERN
 from ..web import ApiError
 
-__all__ = ["MatrixContext", "upstream_failure"]
+__all__ = ["MatrixContext", "check_corpus_name", "upstream_failure"]
 
 T = TypeVar("T")
+
+
+def check_corpus_name(name: str, field: str) -> str:
+    """``name`` when vectord would accept it as an index name, else ValueError naming
+    ``field``: the caller's mistake is a 400 here, not vectord's 400 relayed as a 502."""
+    if not NAME_PATTERN.fullmatch(name):
+        shown = name if len(name) <= 80 else name[:80] + f"... ({len(name)} characters)"
+        raise ValueError(
+            f"{field}: invalid corpus name {shown!r}: use 1-128 characters of A-Z a-z 0-9 _ . -, "
+            "not starting with '.' or '-'"
+        )
+    return name
 
 
 def upstream_failure(what: str, exc: Exception) -> ApiError:

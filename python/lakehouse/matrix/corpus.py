@@ -236,6 +236,28 @@ class CorpusJobs:
             job.finished = time.time()
             self._trim()
 
+    async def _columns(self, req: CorpusBuildRequest, fields: list[str], trace_id: str | None) -> None:
+        """Check the named columns against the query's result columns (``LIMIT 0``) before
+        anything changes: a bad ``id_column`` is named with the columns there are, instead of
+        queryd's error about the paging SQL this module wraps around the caller's."""
+        sql = req.sql.strip().rstrip(";").strip()
+        try:
+            answer = await self.ctx.queryd.sql(
+                f"SELECT * FROM ({sql}) AS lakehouse_corpus_source LIMIT 0", trace_id=trace_id
+            )
+        except UpstreamError as exc:
+            if exc.status in (400, 408):
+                raise _Fatal(400, f"sql refused by queryd: {exc.message}") from None
+            raise _Fatal(502, f"queryd: {exc}") from None
+        names = [c["name"] for c in answer["columns"]]
+        has = ", ".join(names) or "no columns"
+        if req.id_column not in names:
+            raise _Fatal(400, f"id_column {req.id_column!r} is not a column of the query's result (it has: {has})")
+        wanted = [*fields, *(req.metadata_columns or [])]
+        missing = [c for c in dict.fromkeys(wanted) if c not in names]
+        if missing:
+            raise _Fatal(400, f"columns not in the query's result: {', '.join(missing)} (it has: {has})")
+
     async def _pages(self, req: CorpusBuildRequest, trace_id: str | None):
         sql = req.sql.strip().rstrip(";").strip()
         page_rows = self.ctx.settings.corpus_page_rows
@@ -276,6 +298,7 @@ class CorpusJobs:
         self, job: CorpusJob, req: CorpusBuildRequest, fields: list[str], batch: int, trace_id: str | None
     ) -> None:
         ctx = self.ctx
+        await self._columns(req, fields, trace_id)
         if req.replace:
             try:
                 await ctx.vectord.drop(req.name, missing_ok=True, trace_id=trace_id)

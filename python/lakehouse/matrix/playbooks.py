@@ -22,10 +22,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from ..bodycheck import explain_value
 from ..clients.base import UpstreamError
 from ..playbook import playbook_id
 from ..web import ApiError
-from .context import MatrixContext, upstream_failure
+from .context import MatrixContext, check_corpus_name, upstream_failure
 from .types import BulkRequest, RecordRequest
 
 __all__ = ["PlaybookEntry", "check_record", "parse_entry", "record", "record_bulk"]
@@ -73,6 +74,9 @@ def check_record(req: RecordRequest) -> None:
         raise ValueError("answer_id must not be empty")
     if not req.answer_corpus:
         raise ValueError("answer_corpus must not be empty")
+    check_corpus_name(req.answer_corpus, "answer_corpus")
+    if req.playbook_corpus:
+        check_corpus_name(req.playbook_corpus, "playbook_corpus")
     if not (math.isfinite(req.score) and 0.0 <= req.score <= 1.0):
         raise ValueError(f"score must be within [0, 1], got {req.score}")
 
@@ -164,13 +168,20 @@ async def record_bulk(ctx: MatrixContext, req: BulkRequest, trace_id: str | None
             f"too many entries: {len(req.entries)} > {ctx.settings.max_bulk_entries}"
         )
     batch_corpus = req.playbook_corpus or req.corpus or ctx.settings.playbook_corpus
+    try:
+        check_corpus_name(batch_corpus, "playbook_corpus" if req.playbook_corpus else "corpus")
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
     results: list[dict[str, Any] | None] = [None] * len(req.entries)
     valid: list[tuple[int, RecordRequest, str]] = []
     for i, raw in enumerate(req.entries):
         try:
             entry = msgspec.convert(raw, RecordRequest, strict=True)
             check_record(entry)
-        except (msgspec.ValidationError, ValueError) as exc:
+        except msgspec.ValidationError:
+            results[i] = {"index": i, "error": explain_value(RecordRequest, raw) or "not a playbook entry"}
+            continue
+        except ValueError as exc:
             results[i] = {"index": i, "error": str(exc)}
             continue
         valid.append((i, entry, entry.playbook_corpus or batch_corpus))

@@ -6,8 +6,8 @@ Order of operations (docs/matrix.md explains each choice):
    over ``query_text``, which is embedded with ``model``), k and thresholds in range.
 2. Fan out: one vectord search per corpus, in parallel, ``per_corpus_k`` each (default k),
    with ``exclude_ids`` pushed down so excluded items do not take places. Any corpus error
-   (missing corpus, timeout, vectord down) fails the whole search with 502: no silent
-   partial results.
+   fails the whole search, no silent partial results: a missing corpus with 404 naming it
+   (the reference answers 502; issue 14 chose 404), a timeout or vectord down with 502.
 3. Merge: every hit with its corpus, sorted by distance ascending (stable: corpus order,
    then rank), no per-corpus normalisation.
 4. ``exclude_ids`` again (by id, any corpus), then the metadata filter (counted in
@@ -31,7 +31,7 @@ import numpy as np
 from ..clients.base import UpstreamError
 from ..playbook import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_INJECT_DISTANCE, apply_playbook
 from ..web import ApiError
-from .context import MatrixContext, upstream_failure
+from .context import MatrixContext, check_corpus_name, upstream_failure
 from .filter import FilterError, MetadataFilter
 from .judge import make_judge
 from .playbooks import PlaybookEntry, parse_entry
@@ -75,9 +75,13 @@ def _corpora(req: SearchRequest) -> list[str]:
     if not req.corpora:
         raise ApiError.bad_request("corpora must name at least one corpus")
     seen: list[str] = []
-    for name in req.corpora:
+    for i, name in enumerate(req.corpora):
         if not name:
             raise ApiError.bad_request("corpora must not contain an empty name")
+        try:
+            check_corpus_name(name, f"corpora[{i}]")
+        except ValueError as exc:
+            raise ApiError.bad_request(str(exc)) from None
         if name not in seen:
             seen.append(name)
     if len(seen) > MAX_CORPORA:
@@ -101,7 +105,8 @@ async def _search_corpus(
 
 def _corpus_error(corpus: str, exc: UpstreamError, client_vector: bool) -> ApiError:
     if exc.status == 404:
-        return ApiError(502, f"corpus {corpus!r}: not found in vectord")
+        # 404, not the reference's 502: the caller named a corpus that does not exist
+        return ApiError.not_found(f"corpus {corpus!r} not found (GET /matrix/corpora lists them)")
     if exc.status == 400 and client_vector:
         # the caller's query_vector does not fit this corpus (dimension): the caller's error
         return ApiError.bad_request(f"corpus {corpus!r}: {exc.message}")
@@ -166,6 +171,11 @@ async def search(ctx: MatrixContext, req: SearchRequest, trace_id: str | None) -
     except FilterError as exc:
         raise ApiError.bad_request(str(exc)) from None
     playbook_corpus = req.playbook_corpus or ctx.settings.playbook_corpus
+    if req.use_playbook:
+        try:
+            check_corpus_name(playbook_corpus, "playbook_corpus")
+        except ValueError as exc:
+            raise ApiError.bad_request(str(exc)) from None
 
     vector = _query_vector(req)
     client_vector = vector is not None

@@ -9,7 +9,9 @@ Routes:
   the gateway's own body cap does not apply (each daemon enforces its own).
 - Anything else under ``/v1`` -> 404 JSON. A path with a ``.`` or ``..`` segment -> 400.
 
-Upstream failures: not reachable -> 502 naming the daemon; no answer within
+A body over :data:`BUFFER_LIMIT` (or of unknown length) is sent upstream with ``Expect:
+100-continue``, so a daemon's early refusal (storaged's 413 from Content-Length) reaches the
+client at once. Upstream failures: not reachable -> 502 naming the daemon; no answer within
 ``[gateway].upstream_timeout`` seconds of silence -> 504. Once an answer has started to
 stream, a failure can only cut the connection (the client sees a short body).
 
@@ -149,6 +151,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     tid = trace_id(request)
     session = request.app[SESSION]
     body = request.content if request.body_exists else None
+    announced = request.content_length
     try:
         async with session.request(
             request.method,
@@ -156,6 +159,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             headers=_request_headers(request, tid),
             data=body,
             allow_redirects=False,
+            # A large or unknown-length body goes upstream only after the daemon's
+            # "100 Continue": a daemon refusing it from the headers alone (storaged's 413 for
+            # a PUT announcing 300 MB) is heard at once, even from a client that waits
+            # before sending, instead of both sides waiting for the other.
+            expect100=body is not None and (announced is None or announced > BUFFER_LIMIT),
         ) as upstream:
             headers = _response_headers(upstream, tid)
             length = upstream.content_length

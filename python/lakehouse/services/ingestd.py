@@ -176,11 +176,7 @@ async def ingest(request: web.Request) -> web.Response:
         except UpstreamError as exc:
             raise ApiError.upstream(f"catalogd: {exc.message}") from exc
         if current is not None and current["schema_fingerprint"] != result.schema_fingerprint:
-            raise ApiError.conflict(
-                f"dataset {name!r} is registered with schema_fingerprint "
-                f"{current['schema_fingerprint']}; this CSV has {result.schema_fingerprint} "
-                f"(columns {result.columns_json()})"
-            )
+            raise ApiError.conflict(schema_conflict(name, current, result.columns_json()))
         try:
             created = await asyncio.to_thread(_upload, store, key, parquet_tmp, result)
         except StorageError as exc:
@@ -229,6 +225,28 @@ async def ingest(request: web.Request) -> web.Response:
         "size": result.parquet_size,
     }
     return json_response(answer)
+
+
+def _column_words(columns: Any) -> str:
+    if not isinstance(columns, list) or not columns:
+        return "(not recorded)"
+    return ", ".join(f"{c.get('name')} {c.get('type')}" for c in columns if isinstance(c, dict))
+
+
+def schema_conflict(name: str, current: dict[str, Any], columns: list[dict[str, str]]) -> str:
+    """The 409 for a CSV whose schema differs from the registered dataset's, in plain words:
+    both column lists as ``name type, ...`` and what differs."""
+    old = {c.get("name"): c.get("type") for c in current.get("columns") or [] if isinstance(c, dict)}
+    new = {c["name"]: c["type"] for c in columns}
+    changes = [f"{n} is {old[n]}, now {t}" for n, t in new.items() if n in old and old[n] != t]
+    changes += [f"{n} is new" for n in new if old and n not in old]
+    changes += [f"{n} is missing" for n in old if n not in new]
+    differs = f" ({'; '.join(changes)})" if changes else ""
+    return (
+        f"dataset {name!r} is registered with other columns{differs}: registered "
+        f"{_column_words(current.get('columns'))}; this CSV has {_column_words(columns)}. "
+        "Ingest it under another name, or delete the dataset first"
+    )
 
 
 def create_app(config: Config) -> web.Application:

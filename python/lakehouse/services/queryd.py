@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -44,6 +46,7 @@ from ..storage import open_store
 from ..web import ApiError, internal_session, make_app, read_json
 
 log = logging.getLogger("lakehouse.queryd")
+T = TypeVar("T")
 
 
 class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,9 +83,45 @@ ENGINE: web.AppKey[QueryEngine] = web.AppKey("engine", QueryEngine)
 VIEWS: web.AppKey[Views] = web.AppKey("views", Views)
 
 
+#: how long past the time limit a query that ignores its interrupt is waited for before
+#: the client gets its 408 anyway (DuckDB checks for interrupts while executing, not always
+#: while planning)
+INTERRUPT_GRACE = 2.0
+
+
+def in_daemon_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """``fn(*args)`` on a daemon thread: unlike the default executor's, a call stuck in DuckDB
+    never holds up the process's exit (a clean stop)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="queryd-query", daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 async def _run(engine: QueryEngine, sql: str) -> bytes:
+    wait = engine.timeout + INTERRUPT_GRACE if engine.timeout and engine.timeout > 0 else None
     try:
-        result = await asyncio.to_thread(engine.execute, sql)
+        result = await asyncio.wait_for(asyncio.shield(in_daemon_thread(engine.execute, sql)), wait)
+    except TimeoutError as exc:
+        raise ApiError(408, f"query exceeded the {engine.timeout:g} s time limit") from exc
     except QueryTimeout as exc:
         raise ApiError(408, str(exc)) from exc
     except (QueryRefused, ResultTooLarge) as exc:
@@ -148,7 +187,10 @@ def create_app(config: Config) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await session.close()
-        await asyncio.to_thread(engine.close)
+        try:
+            await asyncio.wait_for(asyncio.shield(in_daemon_thread(engine.close)), 5.0)
+        except TimeoutError:
+            log.warning("queryd: a query did not stop on interrupt; exiting without waiting")
         await asyncio.to_thread(store.close)
 
     app.cleanup_ctx.append(resources)

@@ -96,7 +96,9 @@ async def _chat(
             model, messages, temperature=temperature, max_tokens=max_tokens, trace_id=trace_id
         )
     except UpstreamError as exc:
-        raise ChatFailure(str(exc), timeout=is_timeout(exc)) from exc
+        # chatd's 404 (no such model) is the caller's to fix: passed on, not made a 502
+        status = exc.status if exc.status == 404 else None
+        raise ChatFailure(str(exc), timeout=is_timeout(exc), status=status) from exc
     return answer["content"]
 
 

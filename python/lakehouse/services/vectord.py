@@ -30,13 +30,14 @@ import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import numpy as np
 import orjson
 from aiohttp import web
 
+from ..bodycheck import TYPED_LATER
 from ..config import Config
 from ..storage import open_store, put_limit
 from ..vectors import (
@@ -221,7 +222,7 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
 class AddItem(msgspec.Struct, forbid_unknown_fields=True):
     id: str
     # Raw: decoded row by row into one float32 array (decode_vectors), never kept as lists.
-    vector: msgspec.Raw
+    vector: Annotated[msgspec.Raw, TYPED_LATER]
     # Raw: stored as the client's JSON bytes. Absent or null keeps, {} clears.
     metadata: msgspec.Raw = msgspec.Raw()
 

@@ -36,6 +36,7 @@ import msgspec
 
 from ..chat.registry import PROVIDERS
 from ..chat.types import MAX_TOKENS_LIMIT
+from ..web import MAX_TRACE_ID, valid_trace_id
 from .extract import extract_json
 from .report import Report, ValidationError
 from .session_log import SCHEMA
@@ -96,6 +97,11 @@ class IterateRequest(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(
                 f"provider: unknown provider {self.provider!r} (known: {', '.join(PROVIDERS)})"
             )
+        if self.trace_id and not valid_trace_id(self.trace_id):
+            raise ValueError(
+                f"trace_id: must be 1-{MAX_TRACE_ID} visible ASCII characters (no spaces or "
+                "control characters)"
+            )
         if not 0 <= self.max_iterations <= max_iterations_cap:
             raise ValueError(f"max_iterations: must be 0..{max_iterations_cap} (0 = default)")
         if not 0 <= self.max_tokens <= MAX_TOKENS_LIMIT:
@@ -116,9 +122,11 @@ def compose_model(provider: str, model: str) -> str:
 class ChatFailure(Exception):
     """The chat call failed for an infrastructure reason (not the model's answer)."""
 
-    def __init__(self, message: str, *, timeout: bool = False) -> None:
+    def __init__(self, message: str, *, timeout: bool = False, status: int | None = None) -> None:
         super().__init__(message)
         self.timeout = timeout
+        #: a client error of chatd's to pass on as is (404: no such model), else None
+        self.status = status
 
 
 #: ``await chat(system=, user=, model=, temperature=, max_tokens=, trace_id=)`` -> the text;
@@ -162,6 +170,8 @@ class IterateOutcome:
     report: Report | None = None
     error: str = ""
     infra_timeout: bool = False
+    #: chatd's client-error status (404 for an unknown model), answered instead of 502
+    infra_status: int | None = None
     duration_ms: int = 0
     grounded_in_roster: bool | None = None
 
@@ -174,6 +184,8 @@ class IterateOutcome:
         if self.verdict == "accepted":
             return 200
         if self.verdict == "infra_error":
+            if self.infra_status is not None:
+                return self.infra_status
             return 504 if self.infra_timeout else 502
         return 422
 
@@ -278,6 +290,7 @@ async def run_iterate(
         except ChatFailure as exc:
             outcome.verdict = "infra_error"
             outcome.infra_timeout = exc.timeout
+            outcome.infra_status = exc.status
             outcome.error = f"chat call failed on iteration {iteration}: {exc}"
             break
         candidate = extract_json(raw)
