@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..catalog import validate_dataset_name
 from ..clients.base import UpstreamError
@@ -76,7 +77,13 @@ async def _spool(request: web.Request, limit: int, dest: Path) -> int:
                 # another field: skip its content
                 if isinstance(part, aiohttp.BodyPartReader):
                     await part.release()
-        except (ValueError, AssertionError, KeyError, aiohttp.ClientPayloadError) as exc:
+        except (
+            ValueError,
+            AssertionError,
+            KeyError,
+            aiohttp.ClientPayloadError,
+            HttpProcessingError,  # a part's headers that do not parse (a control character)
+        ) as exc:
             raise ApiError.bad_request(f"malformed multipart body: {exc}") from exc
     if ctype in RAW_TYPES:
         if request.content_length is not None and request.content_length > limit:
