@@ -20,18 +20,22 @@ Findings already assigned elsewhere (issue 17 item 3, branch ``errors``) are rec
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import requests
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -113,6 +117,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessStack]:
     config = load_config(env={}, data_dir=str(data)).replace("auth", token=TOKEN)
     st = InProcessStack(config)
     st.start()
+    # an index for the routes under /vectors/index/fuzz to reach their body decoding
+    requests.post(
+        f"{st.urls['vectord']}/vectors/index",
+        json={"name": "fuzz", "dimension": 4},
+        headers=AUTH,
+        timeout=TIMEOUT,
+    ).raise_for_status()
     try:
         yield st
     finally:
@@ -239,7 +250,24 @@ KNOWN: dict[str, tuple[str, Callable[[str, str, Finding], bool]]] = {
     ),
     "json-nesting": (
         "issue 17.3 finding 1: deeply nested JSON -> 500 RecursionError",
-        lambda daemon, path, f: f.status == 500 and _deep(f.request_body) > 60,
+        lambda daemon, path, f: f.status == 500
+        and (
+            _deep(f.request_body) > 60
+            if not isinstance(f.request_body, str)
+            else f.request_body.startswith("nesting") and int(f.request_body.split()[1]) > 60
+        ),
+    ),
+    "parser-level": (
+        "issue 17.3 finding 8: aiohttp's parser answers text/plain, not the JSON error body",
+        lambda daemon, path, f: f.status in (400, 431)
+        and "without the JSON error body" in f.problem
+        and not f.body.startswith(b"{"),
+    ),
+    "bearer-bytes": (
+        "issue 17.3 finding 2: a non-ASCII Authorization header -> 500 UnicodeEncodeError",
+        lambda daemon, path, f: f.status == 500
+        and isinstance(f.request_body, str)
+        and f.request_body.startswith("Authorization"),
     ),
     "upstream-4xx-as-502": (
         "issue 17.3 finding 5: an upstream's 4xx (vectord, ollama) answered as 502",
@@ -257,6 +285,7 @@ def judge(daemon: str, outcome: Outcome) -> None:
         names = [name for name, (_, match) in KNOWN.items() if match(daemon, f.path, f)]
         if names:
             known.update(names)
+            print(f"known ({', '.join(names)}): {f.status} {f.case[:160]}")
         else:
             unknown.append(f)
     if unknown:
@@ -340,3 +369,204 @@ def test_the_harness_sees_a_wrong_answer(stack):
     outcome = Outcome()
     fuzz(schema["/embed"]["POST"], stack.urls["embedd"], AUTH, 10, outcome)
     assert any(f.status == 400 for f in outcome.findings)
+
+
+# -- what the description cannot express: nesting, encodings, sizes, header bytes ----------------
+
+
+def _json_body_routes() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(daemon, path, the body's field names) of every route taking a JSON body."""
+    from lakehouse.openapi import API_OPERATIONS, openapi_path
+
+    config = load_config(env={}, data_dir=str(Path("/nonexistent")))
+    return [
+        (
+            name,
+            openapi_path(op.path).replace("{name}", "fuzz").replace("{uid}", "fuzz"),
+            tuple(f.encode_name for f in msgspec.structs.fields(op.body)),
+        )
+        for name in DAEMONS
+        if name != "gateway"
+        for op in app_factory(name)(config)[API_OPERATIONS]
+        if op.body is not None
+    ]
+
+
+JSON_ROUTES = _json_body_routes()
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+def raw_request(
+    url: str, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> RawAnswer:
+    """One HTTP/1.1 request with exactly these bytes (requests would re-encode them)."""
+    host, port = url.removeprefix("http://").split(":")
+    head = [f"{method} {path} HTTP/1.1".encode(), f"Host: {host}:{port}".encode()]
+    head += [name + b": " + value for name, value in headers]
+    head += [f"Content-Length: {len(body)}".encode(), b"Connection: close"]
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        data = response.read()
+        return RawAnswer(response.status, response.getheader("Content-Type", ""), data)
+
+
+@st.composite
+def hostile_bodies(draw: st.DrawFn, fields: tuple[str, ...]) -> tuple[bytes, str]:
+    """A request body and what makes it hostile: one of the body's fields (or another name)
+    set to a hostile value."""
+    kind = draw(
+        st.sampled_from(
+            ["nesting", "bad-utf8", "surrogate", "other-encoding", "big-number", "long-string", "bytes", "bom"]
+        )
+    )
+    field_name = draw(st.sampled_from([*fields, "no_such_field"]))
+    if kind == "nesting":
+        depth = draw(st.sampled_from([2, 30, 127, 128, 256, 1000, 5000]))
+        shape = draw(st.sampled_from(["list", "dict"]))
+        opener, closer = (b"[", b"]") if shape == "list" else (b'{"k":', b"}")
+        nested = opener * depth + b"1" + closer * depth
+        return b'{"' + field_name.encode() + b'": ' + nested + b"}", f"nesting {depth}"
+    if kind == "bad-utf8":
+        junk = draw(st.binary(min_size=1, max_size=8).filter(lambda b: not _utf8(b)))
+        return b'{"' + field_name.encode() + b'": "' + junk + b'"}', kind
+    if kind == "surrogate":
+        return b'{"' + field_name.encode() + b'": "\\ud800x\\udfff"}', kind
+    if kind == "other-encoding":
+        codec = draw(st.sampled_from(["utf-16", "utf-32", "latin-1"]))
+        text = '{"' + field_name + '": "é ü \u00ff"}'
+        return text.encode(codec), kind
+    if kind == "big-number":
+        number = draw(st.sampled_from(["1e400", "-1e400", str(2**64), str(-(2**63) - 1), str(10**400), "-0", "1E-400"]))
+        return b'{"' + field_name.encode() + b'": ' + number.encode() + b"}", f"number {number[:12]}"
+    if kind == "long-string":
+        size = draw(st.sampled_from([10_000, 1_000_000]))
+        return msgspec.json.encode({field_name: "x" * size}), f"string of {size}"
+    if kind == "bom":
+        return b"\xef\xbb\xbf" + msgspec.json.encode({field_name: []}), kind
+    return draw(st.binary(max_size=200)), kind
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _check_answer(daemon: str, path: str, what: str, request_body: Any, answer: RawAnswer, outcome: Outcome) -> None:
+    outcome.cases += 1
+    problem = ""
+    if answer.status >= 500:
+        problem = f"{answer.status} for {what}"
+    elif answer.status >= 400:
+        try:
+            error = msgspec.json.decode(answer.body)["error"]
+            assert isinstance(error["code"], str) and isinstance(error["message"], str)
+        except Exception:
+            if not (path.endswith("/validate") and answer.status == 422):
+                problem = f"{answer.status} without the JSON error body for {what}"
+    if problem:
+        outcome.findings.append(
+            Finding(f"{daemon} POST {path}: {what}", answer.status, problem, answer.body[:300], request_body, path)
+        )
+
+
+def test_hostile_bodies(stack):
+    """Deep nesting, broken or foreign encodings, huge numbers, long strings and random bytes,
+    to every route that takes a JSON body, directly and through the gateway: a 4xx with the
+    JSON error body each time (never a 5xx, never a hang)."""
+    outcome = Outcome()
+
+    @settings(max_examples=max(60, EXAMPLES * 40), deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(route=st.sampled_from(JSON_ROUTES), data=st.data(), via_gateway=st.booleans())
+    def run(route: tuple[str, str, tuple[str, ...]], data: st.DataObject, via_gateway: bool) -> None:
+        daemon, path, fields = route
+        body, what = data.draw(hostile_bodies(fields))
+        url = stack.urls["gateway"] if via_gateway else stack.urls[daemon]
+        target = "/v1" + path if via_gateway else path
+        headers = [(b"Authorization", f"Bearer {TOKEN}".encode()), (b"Content-Type", b"application/json")]
+        try:
+            answer = raw_request(url, "POST", target, headers, body)
+        except OSError as exc:
+            outcome.cases += 1
+            outcome.findings.append(Finding(f"{daemon} POST {target}: {what}", None, f"no answer: {exc!r}", b"", what, path))
+            return
+        _check_answer(daemon, path, what, what, answer, outcome)
+
+    run()
+    judge("any", outcome)
+
+
+def test_deep_nesting_in_every_field(stack):
+    """Every field of every JSON body, nested 64, 1,000 and 10,000 deep (lists and objects):
+    a 4xx with the JSON error body, never a 5xx."""
+    outcome = Outcome()
+    auth = [(b"Authorization", AUTH["Authorization"].encode()), (b"Content-Type", b"application/json")]
+    for daemon, path, fields in JSON_ROUTES:
+        for name in fields:
+            for depth in (64, 1000, 10_000):
+                for opener, closer in ((b"[", b"]"), (b'{"k":', b"}")):
+                    body = b'{"' + name.encode() + b'": ' + opener * depth + b"1" + closer * depth + b"}"
+                    what = f"nesting {depth} in {name}"
+                    answer = raw_request(stack.urls[daemon], "POST", path, auth, body)
+                    _check_answer(daemon, path, what, what, answer, outcome)
+    assert outcome.cases > 500
+    judge("any", outcome)
+
+
+@st.composite
+def hostile_headers(draw: st.DrawFn) -> tuple[list[tuple[bytes, bytes]], str]:
+    value = draw(st.binary(min_size=1, max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b and b"\x00" not in b))
+    which = draw(st.sampled_from(["bearer", "authorization", "trace", "content-type"]))
+    if which == "bearer":
+        return [(b"Authorization", b"Bearer " + value)], "Authorization: Bearer <bytes>"
+    if which == "authorization":
+        return [(b"Authorization", value)], "Authorization: <bytes>"
+    auth = [(b"Authorization", f"Bearer {TOKEN}".encode())]
+    if which == "trace":
+        return [*auth, (b"X-Lakehouse-Trace-Id", value)], "X-Lakehouse-Trace-Id: <bytes>"
+    return [*auth, (b"Content-Type", value)], "Content-Type: <bytes>"
+
+
+def test_hostile_headers(stack):
+    """Arbitrary bytes in the headers every daemon reads (token, trace id, content type)."""
+    outcome = Outcome()
+
+    @settings(max_examples=max(40, EXAMPLES * 20), deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(route=st.sampled_from(JSON_ROUTES), hostile=hostile_headers(), via_gateway=st.booleans())
+    def run(route: tuple[str, str, tuple[str, ...]], hostile: tuple[list[tuple[bytes, bytes]], str], via_gateway: bool) -> None:
+        daemon, path, _ = route
+        headers, what = hostile
+        url = stack.urls["gateway"] if via_gateway else stack.urls[daemon]
+        target = "/v1" + path if via_gateway else path
+        try:
+            answer = raw_request(url, "POST", target, headers, b"{}")
+        except OSError as exc:
+            outcome.cases += 1
+            outcome.findings.append(Finding(f"{daemon} POST {target}: {what}", None, f"no answer: {exc!r}", b"", what, path))
+            return
+        _check_answer(daemon, path, what, what, answer, outcome)
+
+    run()
+    judge("any", outcome)
+
+
+def test_body_over_the_limit_is_a_json_413(stack):
+    """A body one byte over a daemon's max_body_bytes: the JSON 413, directly and through
+    the gateway (which relays the daemon's answer)."""
+    limit = stack.config.pathwayd.max_body_bytes
+    body = b'{"content": "' + b"x" * (limit - 14) + b'"}'
+    assert len(body) == limit + 1
+    for url, path in ((stack.urls["pathwayd"], "/pathway/add"), (stack.urls["gateway"], "/v1/pathway/add")):
+        answer = raw_request(url, "POST", path, [(b"Authorization", AUTH["Authorization"].encode())], body)
+        assert answer.status == 413, answer.body[:200]
+        assert msgspec.json.decode(answer.body)["error"]["code"] == "payload_too_large"
