@@ -260,7 +260,12 @@ def document(
             "tags": [path.strip("/").split("/", 1)[0] or app_name],
         }
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+            }
             for name in _PARAM.findall(op.path)
         ]
         params += [
@@ -290,7 +295,8 @@ def document(
         if op.ok is not None:
             ok["content"] = {op.ok_media: {"schema": schema(op.ok)}}
         responses[str(op.status)] = ok
-        statuses = set(op.errors)
+        # any request may be malformed at the HTTP level (a header that does not parse)
+        statuses = {400, *op.errors}
         if op.body is not None or op.raw_body is not None:
             statuses.update(_BODY_ERRORS)
         if op.secured and secured:
@@ -315,14 +321,14 @@ def document(
             "title": f"lakehouse {app_name}",
             "version": version,
             "description": description
-            or f"The HTTP API of {app_name}. Errors answer {{\"error\": {{\"code\", \"message\"}}}}.",
+            or f'The HTTP API of {app_name}. Errors answer {{"error": {{"code", "message"}}}}.',
         },
         "paths": paths,
         "components": {
             "schemas": components,
             "responses": {
                 "Error": {
-                    "description": "An error, as {\"error\": {\"code\", \"message\"}}",
+                    "description": 'An error, as {"error": {"code", "message"}}',
                     "content": {"application/json": {"schema": schema(ErrorBody)}},
                 }
             },

@@ -35,13 +35,17 @@ def render(doc: dict[str, Any]) -> str:
         " (OpenAPI " + escape(doc.get("openapi", "")) + ").</p>",
     ]
     if doc.get("security"):
-        out.append("<p>Every route except <code>/health</code> needs <code>Authorization: Bearer &lt;token&gt;</code>.</p>")
+        out.append(
+            "<p>Every route except <code>/health</code> needs <code>Authorization: Bearer &lt;token&gt;</code>.</p>"
+        )
     tags: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             tag = (op.get("tags") or ["other"])[0]
             tags.setdefault(tag, []).append((path, method, op))
-    out.append("<nav>" + "".join(f'<a href="#tag-{escape(t)}">{escape(t)}</a>' for t in tags) + "</nav>")
+    out.append(
+        "<nav>" + "".join(f'<a href="#tag-{escape(t)}">{escape(t)}</a>' for t in tags) + "</nav>"
+    )
     for tag, ops in tags.items():
         out.append(f'<h2 id="tag-{escape(tag)}">{escape(tag)}</h2>')
         for path, method, op in ops:
@@ -70,19 +74,24 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> str:
             f"<td>{escape(p.get('description', ''))}</td></tr>"
             for p in params
         )
-        out.append(f"<table><tr><th>parameter</th><th>in</th><th>type</th><th>required</th><th></th></tr>{rows}</table>")
+        out.append(
+            f"<table><tr><th>parameter</th><th>in</th><th>type</th><th>required</th><th></th></tr>{rows}</table>"
+        )
     body = op.get("requestBody")
     if body:
         for media, content in body.get("content", {}).items():
-            out.append(f"<p>Body (<code>{escape(media)}</code>): {_type(content.get('schema', {}))}</p>")
+            out.append(
+                f"<p>Body (<code>{escape(media)}</code>): {_type(content.get('schema', {}))}</p>"
+            )
     rows = []
     for status, resp in op.get("responses", {}).items():
         if "$ref" in resp:
-            what = "the error body <code>{\"error\": {\"code\", \"message\"}}</code>"
+            what = 'the error body <code>{"error": {"code", "message"}}</code>'
         else:
             contents = resp.get("content", {})
             what = escape(resp.get("description", "")) + "".join(
-                f" <code>{escape(media)}</code> {_type(c.get('schema', {}))}" for media, c in contents.items()
+                f" <code>{escape(media)}</code> {_type(c.get('schema', {}))}"
+                for media, c in contents.items()
             )
         rows.append(f"<tr><td>{escape(status)}</td><td>{what}</td></tr>")
     out.append(f"<table><tr><th>status</th><th>answer</th></tr>{''.join(rows)}</table>")
@@ -140,5 +149,7 @@ def _schema_block(schema: dict[str, Any]) -> str:
         f"<td>{escape(s.get('description', ''))}</td></tr>"
         for name, s in props.items()
     )
-    out.append(f"<table><tr><th>field</th><th>type</th><th>required</th><th>default</th><th></th></tr>{rows}</table>")
+    out.append(
+        f"<table><tr><th>field</th><th>type</th><th>required</th><th>default</th><th></th></tr>{rows}</table>"
+    )
     return "\n".join(out)
