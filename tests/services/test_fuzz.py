@@ -162,6 +162,19 @@ class Outcome:
     findings: list[Finding] = field(default_factory=list)
 
 
+def bounded(examples: int, *, seeded: bool = True) -> settings:
+    """Hypothesis settings for a bounded run: ``examples`` cases, generated only (no
+    shrinking, no example database), the same ones every run when ``seeded``."""
+    return settings(
+        max_examples=examples,
+        derandomize=seeded,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 def fuzz(
     operation: Any,
     base_url: str,
@@ -184,14 +197,7 @@ def fuzz(
                 continue
             raise AssertionError(f"{operation.label}: no strategy: {exc}") from exc
 
-        @settings(
-            max_examples=examples,
-            derandomize=seeded,
-            deadline=None,
-            database=None,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
+        @bounded(examples, seeded=seeded)
         @given(case=strategy)
         def run(case: Any) -> None:
             outcome.cases += 1
@@ -530,43 +536,50 @@ def _check_answer(
         )
 
 
+def _send(
+    stack: InProcessStack,
+    route: tuple[str, str, tuple[str, ...]],
+    via_gateway: bool,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    what: str,
+    outcome: Outcome,
+) -> None:
+    """POST ``body`` to ``route`` (directly or through the gateway) and check the answer."""
+    daemon, path, _ = route
+    url = stack.urls["gateway"] if via_gateway else stack.urls[daemon]
+    target = "/v1" + path if via_gateway else path
+    try:
+        answer = raw_request(url, "POST", target, headers, body)
+    except OSError as exc:
+        outcome.cases += 1
+        problem = f"no answer: {exc!r}"
+        outcome.findings.append(
+            Finding(f"{daemon} POST {target}: {what}", None, problem, b"", what, path)
+        )
+        return
+    _check_answer(daemon, path, what, what, answer, outcome)
+
+
+JSON_HEADERS = [
+    (b"Authorization", f"Bearer {TOKEN}".encode()),
+    (b"Content-Type", b"application/json"),
+]
+
+
 def test_hostile_bodies(stack):
     """Deep nesting, broken or foreign encodings, huge numbers, long strings and random bytes,
     to every route that takes a JSON body, directly and through the gateway: a 4xx with the
     JSON error body each time (never a 5xx, never a hang)."""
     outcome = Outcome()
 
-    @settings(
-        max_examples=max(60, EXAMPLES * 40),
-        derandomize=True,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @bounded(max(60, EXAMPLES * 40))
     @given(route=st.sampled_from(JSON_ROUTES), data=st.data(), via_gateway=st.booleans())
     def run(
         route: tuple[str, str, tuple[str, ...]], data: st.DataObject, via_gateway: bool
     ) -> None:
-        daemon, path, fields = route
-        body, what = data.draw(hostile_bodies(fields))
-        url = stack.urls["gateway"] if via_gateway else stack.urls[daemon]
-        target = "/v1" + path if via_gateway else path
-        headers = [
-            (b"Authorization", f"Bearer {TOKEN}".encode()),
-            (b"Content-Type", b"application/json"),
-        ]
-        try:
-            answer = raw_request(url, "POST", target, headers, body)
-        except OSError as exc:
-            outcome.cases += 1
-            outcome.findings.append(
-                Finding(
-                    f"{daemon} POST {target}: {what}", None, f"no answer: {exc!r}", b"", what, path
-                )
-            )
-            return
-        _check_answer(daemon, path, what, what, answer, outcome)
+        body, what = data.draw(hostile_bodies(route[2]))
+        _send(stack, route, via_gateway, JSON_HEADERS, body, what, outcome)
 
     run()
     judge("any", outcome)
@@ -576,10 +589,6 @@ def test_deep_nesting_in_every_field(stack):
     """Every field of every JSON body, nested 64, 1,000 and 10,000 deep (lists and objects):
     a 4xx with the JSON error body, never a 5xx."""
     outcome = Outcome()
-    auth = [
-        (b"Authorization", AUTH["Authorization"].encode()),
-        (b"Content-Type", b"application/json"),
-    ]
     for daemon, path, fields in JSON_ROUTES:
         for name in fields:
             for depth in (64, 1000, 10_000):
@@ -594,7 +603,7 @@ def test_deep_nesting_in_every_field(stack):
                         + b"}"
                     )
                     what = f"nesting {depth} in {name}"
-                    answer = raw_request(stack.urls[daemon], "POST", path, auth, body)
+                    answer = raw_request(stack.urls[daemon], "POST", path, JSON_HEADERS, body)
                     _check_answer(daemon, path, what, what, answer, outcome)
     assert outcome.cases > 500
     judge("any", outcome)
@@ -622,35 +631,15 @@ def test_hostile_headers(stack):
     """Arbitrary bytes in the headers every daemon reads (token, trace id, content type)."""
     outcome = Outcome()
 
-    @settings(
-        max_examples=max(40, EXAMPLES * 20),
-        derandomize=True,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @bounded(max(40, EXAMPLES * 20))
     @given(route=st.sampled_from(JSON_ROUTES), hostile=hostile_headers(), via_gateway=st.booleans())
     def run(
         route: tuple[str, str, tuple[str, ...]],
         hostile: tuple[list[tuple[bytes, bytes]], str],
         via_gateway: bool,
     ) -> None:
-        daemon, path, _ = route
         headers, what = hostile
-        url = stack.urls["gateway"] if via_gateway else stack.urls[daemon]
-        target = "/v1" + path if via_gateway else path
-        try:
-            answer = raw_request(url, "POST", target, headers, b"{}")
-        except OSError as exc:
-            outcome.cases += 1
-            outcome.findings.append(
-                Finding(
-                    f"{daemon} POST {target}: {what}", None, f"no answer: {exc!r}", b"", what, path
-                )
-            )
-            return
-        _check_answer(daemon, path, what, what, answer, outcome)
+        _send(stack, route, via_gateway, headers, b"{}", what, outcome)
 
     run()
     judge("any", outcome)

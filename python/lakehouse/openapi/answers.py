@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ..vectors import MergeResult
+
 #: any JSON value (a client's metadata, a trace's content)
 Json = Any
 
@@ -161,14 +163,8 @@ class Item(msgspec.Struct):
     metadata: Json = None
 
 
-class Merged(msgspec.Struct):
-    source: str
-    dest: str
-    merged: int
-    skipped: int
-    failed: int
-    cleared: int
-    errors: list[str]
+#: the merge answer is MergeResult.to_json(), every field of the dataclass
+Merged = MergeResult
 
 
 class Saved(msgspec.Struct):
