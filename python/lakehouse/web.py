@@ -36,6 +36,8 @@ from aiohttp.web_protocol import RequestHandler
 
 from .bodycheck import MAX_JSON_DEPTH, TooDeep, depth_check, explain, raw_depth_exceeds
 from .config import AuthConfig, Config, ConfigError
+from .openapi import API_OPERATIONS, api_routes, document
+from .openapi.page import render as render_docs
 
 __all__ = [
     "ApiError",
@@ -65,6 +67,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TRACE_HEADER = "X-Lakehouse-Trace-Id"
 APP_CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 APP_NAME: web.AppKey[str] = web.AppKey("service_name", str)
+#: builds the app's OpenAPI document (the gateway sets its own: the merged /v1 one)
+API_DOCUMENT: web.AppKey[Callable[[web.Application], dict[str, Any]]] = web.AppKey(
+    "api_document", object  # type: ignore[arg-type]
+)
 TRACE_ID: web.RequestKey[str] = web.RequestKey("trace_id", str)
 
 _CODES = {
@@ -423,12 +429,62 @@ def make_app(
     )
     app[APP_CONFIG] = config
     app[APP_NAME] = name
+    app[API_DOCUMENT] = app_document
 
     async def health(request: web.Request) -> web.Response:
+        """Liveness: answered without a token."""
         return json_response({"status": "ok", "service": name})
 
-    app.router.add_get("/health", health)
+    r = api_routes(app)
+    r.get("/health", health, ok=HealthAnswer, secured=False)
+    _serve_description(app)
     return app
+
+
+class HealthAnswer(msgspec.Struct):
+    status: str
+    service: str
+
+
+def app_document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document of ``app``'s described routes (:mod:`lakehouse.openapi`)."""
+    from . import __version__
+
+    return document(
+        app[APP_NAME],
+        app[API_OPERATIONS],
+        version=__version__,
+        secured=bool(app[APP_CONFIG].auth.resolved_token()),
+    )
+
+
+def _serve_description(app: web.Application) -> None:
+    """``GET /openapi.json`` and ``GET /docs``, built on first use (off the event loop: the
+    gateway's imports every daemon) and cached for the app's life."""
+    cache: dict[str, bytes] = {}
+    lock = asyncio.Lock()
+
+    async def built(request: web.Request) -> dict[str, bytes]:
+        async with lock:
+            if not cache:
+                doc = await asyncio.to_thread(request.app[API_DOCUMENT], request.app)
+                cache["json"] = orjson.dumps(doc)
+                cache["html"] = render_docs(doc).encode()
+        return cache
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        """This daemon's OpenAPI 3.1 description."""
+        return web.Response(body=(await built(request))["json"], content_type="application/json")
+
+    async def docs(request: web.Request) -> web.Response:
+        """The description as an HTML page (no script, no outside asset)."""
+        return web.Response(
+            body=(await built(request))["html"], content_type="text/html", charset="utf-8"
+        )
+
+    r = api_routes(app)
+    r.get("/openapi.json", openapi_json, ok={"type": "object"})
+    r.get("/docs", docs, ok={"type": "string"}, ok_media="text/html")
 
 
 def is_loopback(host: str) -> bool:

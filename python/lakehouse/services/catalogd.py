@@ -28,6 +28,8 @@ from aiohttp import web
 
 from ..catalog import Catalog, Column, FingerprintConflict, ManifestNotFound
 from ..config import Config
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..storage import StorageError, open_store
 from ..web import ApiError, json_response, make_app, read_json
 
@@ -123,8 +125,9 @@ def create_app(config: Config) -> web.Application:
         await asyncio.to_thread(store.close)
 
     app.cleanup_ctx.append(catalog_ctx)
-    app.router.add_post("/catalog/register", register)
-    app.router.add_get(NAME_ROUTE, get_manifest)
-    app.router.add_delete(NAME_ROUTE, delete_manifest)
-    app.router.add_get("/catalog/list", list_manifests)
+    r = api_routes(app)
+    r.post("/catalog/register", register, summary="Register a dataset (idempotent by name and fingerprint)", body=RegisterRequest, ok=A.Registered, errors=(409, 503))
+    r.get(NAME_ROUTE, get_manifest, summary="One dataset's manifest", ok=A.Manifest, errors=(404,))
+    r.delete(NAME_ROUTE, delete_manifest, summary="Forget a dataset (its data object stays)", ok=A.ManifestDeleted, errors=(404, 503))
+    r.get("/catalog/list", list_manifests, summary="Every manifest, by name", ok=A.ManifestList)
     return app

@@ -22,6 +22,8 @@ from aiohttp import web
 
 from ..chat import ChatError, ChatRequest, Dispatcher, build_registry
 from ..config import Config
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json, trace_id
 
 __all__ = ["DISPATCHER", "create_app"]
@@ -63,7 +65,8 @@ def create_app(config: Config) -> web.Application:
     """The chatd application for ``config`` (its ``[chatd]`` section)."""
     app = make_app("chatd", config)
     app.cleanup_ctx.append(_dispatcher_ctx)
-    app.router.add_post("/chat", handle_chat)
-    app.router.add_get("/providers", handle_providers)
-    app.router.add_get("/chat/providers", handle_providers)
+    r = api_routes(app)
+    r.post("/chat", handle_chat, summary="One chat completion; the model name picks the provider", body=ChatRequest, ok=A.ChatAnswer, errors=(404, 502, 503, 504))
+    r.get("/providers", handle_providers, summary="The registered providers", ok=A.Providers)
+    r.get("/chat/providers", handle_providers, summary="The registered providers (the gateway's /v1/chat/providers)", ok=A.Providers)
     return app

@@ -21,6 +21,8 @@ from aiohttp import web
 
 from ..config import Config
 from ..embed import Embedder, EmbedTimeout, InvalidTexts, ProviderError, build_embedder
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json
 
 __all__ = ["create_app", "EMBEDDER"]
@@ -78,6 +80,7 @@ def create_app(config: Config) -> web.Application:
     """The embedd application for ``config`` (its ``[embedd]`` section)."""
     app = make_app("embedd", config)
     app.cleanup_ctx.append(_embedder_ctx)
-    app.router.add_post("/embed", handle_embed)
-    app.router.add_get("/embed/stats", handle_stats)
+    r = api_routes(app)
+    r.post("/embed", handle_embed, summary="Texts to vectors", body=EmbedRequest, ok=A.Embedded, errors=(502,))
+    r.get("/embed/stats", handle_stats, summary="Cache counters and the provider", ok=A.EmbedStats)
     return app

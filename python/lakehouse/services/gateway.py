@@ -42,7 +42,8 @@ from yarl import URL
 
 from ..config import Config
 from ..langfuse import LangfuseBatcher, LangfuseSettings
-from ..web import APP_CONFIG, TRACE_HEADER, ApiError, make_app, trace_id
+from ..openapi import api_routes, merged_document
+from ..web import API_DOCUMENT, APP_CONFIG, TRACE_HEADER, ApiError, app_document, make_app, trace_id
 
 __all__ = ["create_app", "ROUTES", "SESSION", "LANGFUSE"]
 
@@ -324,5 +325,18 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_session_ctx)
     if settings is not None:
         app.cleanup_ctx.append(_langfuse_ctx(settings))
-    app.router.add_route("*", r"/v1/{tail:[\s\S]*}", proxy)
+    api_routes(app).add("*", r"/v1/{tail:[\s\S]*}", proxy, proxy=True)
+    app[API_DOCUMENT] = _v1_document
     return app
+
+
+def _v1_document(app: web.Application) -> dict:
+    """The gateway's description: its own routes plus every daemon route it proxies, under
+    ``/v1`` (each daemon's app is built, not started, to read its described routes)."""
+    from . import DAEMONS, app_factory
+
+    config = app[APP_CONFIG]
+    daemons = {
+        name: app_document(app_factory(name)(config)) for name in DAEMONS if name in ROUTES.values()
+    }
+    return merged_document(app_document(app), daemons, ROUTES)

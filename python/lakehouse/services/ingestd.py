@@ -35,12 +35,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..catalog import validate_dataset_name
 from ..clients.base import UpstreamError
 from ..clients.catalogd import CatalogdClient
 from ..config import Config
 from ..ingest import CsvError, IngestResult, csv_to_parquet, dataset_key
+from ..openapi import Param, api_routes
+from ..openapi import answers as A
 from ..storage import CHUNK, ObjectStore, StorageError, open_store
 from ..web import APP_CONFIG, ApiError, internal_session, json_response, make_app, trace_id
 
@@ -74,7 +77,13 @@ async def _spool(request: web.Request, limit: int, dest: Path) -> int:
                 # another field: skip its content
                 if isinstance(part, aiohttp.BodyPartReader):
                     await part.release()
-        except (ValueError, AssertionError, KeyError, aiohttp.ClientPayloadError) as exc:
+        except (
+            ValueError,
+            AssertionError,
+            KeyError,
+            aiohttp.ClientPayloadError,
+            HttpProcessingError,  # a part's headers that do not parse (a control character)
+        ) as exc:
             raise ApiError.bad_request(f"malformed multipart body: {exc}") from exc
     if ctype in RAW_TYPES:
         if request.content_length is not None and request.content_length > limit:
@@ -266,5 +275,12 @@ def create_app(config: Config) -> web.Application:
         await asyncio.to_thread(store.close)
 
     app.cleanup_ctx.append(resources)
-    app.router.add_post("/ingest", ingest)
+    csv = {"type": "string", "description": "the CSV"}
+    multipart = {"type": "object", "required": [FILE_FIELD], "properties": {FILE_FIELD: {"type": "string", "contentMediaType": "text/csv"}}}
+    api_routes(app).post(
+        "/ingest", ingest, summary="CSV to Parquet, stored and cataloged",
+        raw_body={"multipart/form-data": multipart, **{t: csv for t in RAW_TYPES}},
+        query=(Param("name", "the dataset's name", required=True),),
+        ok=A.Ingested, errors=(409, 415, 502),
+    )  # fmt: skip
     return app

@@ -36,6 +36,8 @@ from ..matrix.types import (
     RelevanceRequest,
     SearchRequest,
 )
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..web import (
     APP_CONFIG,
     ApiError,
@@ -163,14 +165,14 @@ def create_app(config: Config) -> web.Application:
     """The matrixd application for ``config`` (its ``[matrixd]`` and ``[models]`` sections)."""
     app = make_app("matrixd", config)
     app.cleanup_ctx.append(_matrix_ctx)
-    r = app.router
-    r.add_post("/matrix/search", handle_search)
-    r.add_get("/matrix/corpora", handle_corpora)
-    r.add_post("/matrix/relevance", handle_relevance)
-    r.add_post("/matrix/downgrade", handle_downgrade)
-    r.add_post("/matrix/playbooks/record", handle_record)
-    r.add_post("/matrix/playbooks/bulk", handle_bulk)
-    r.add_post("/matrix/corpus/build", handle_build)
-    r.add_get("/matrix/corpus/build", handle_jobs)
-    r.add_get("/matrix/corpus/build/{job_id}", handle_job)
+    r = api_routes(app)
+    r.post("/matrix/search", handle_search, summary="Retrieve over corpora, merge, filter, apply the playbook", body=SearchRequest, ok=A.MatrixSearch, errors=(404, 502, 504))
+    r.get("/matrix/corpora", handle_corpora, summary="vectord's indexes", ok=A.Corpora, errors=(502, 504))
+    r.post("/matrix/relevance", handle_relevance, summary="Score chunks against a focus file", body=RelevanceRequest, ok=A.Relevance)
+    r.post("/matrix/downgrade", handle_downgrade, summary="The enrichment mode for a model", body=DowngradeRequest, ok=A.Downgrade)
+    r.post("/matrix/playbooks/record", handle_record, summary="Record one playbook entry", body=RecordRequest, ok=A.PlaybookRecorded, errors=(404, 502, 504))
+    r.post("/matrix/playbooks/bulk", handle_bulk, summary="Record many playbook entries (a bad entry fails alone)", body=BulkRequest, ok=A.BulkRecorded, errors=(404, 502, 504))
+    r.post("/matrix/corpus/build", handle_build, summary="SQL on queryd -> embedd -> a vectord index", body=CorpusBuildRequest, ok=A.CorpusJob, responses={202: A.CorpusJob}, errors=(404, 409, 502, 504))
+    r.get("/matrix/corpus/build", handle_jobs, summary="Every corpus build job", ok=A.CorpusJobs)
+    r.get("/matrix/corpus/build/{job_id}", handle_job, summary="One corpus build job", ok=A.CorpusJob, errors=(404,))
     return app

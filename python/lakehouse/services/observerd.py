@@ -27,6 +27,8 @@ from ..clients.chatd import ChatdClient
 from ..clients.matrixd import MatrixdClient
 from ..config import Config
 from ..observer import InboxRequest, InboxTooLarge, ObservedOp, Observer
+from ..openapi import Param, api_routes
+from ..openapi import answers as A
 from ..web import APP_CONFIG, ApiError, internal_session, make_app, read_json, trace_id
 from ..workflow import (
     ModeRegistry,
@@ -163,10 +165,12 @@ def create_app(config: Config) -> web.Application:
     app = make_app("observerd", config)
     app.cleanup_ctx.append(_observer_ctx)
     app.cleanup_ctx.append(_services_ctx)
-    app.router.add_post("/observer/event", handle_event)
-    app.router.add_get("/observer/stats", handle_stats)
-    app.router.add_get("/observer/health", handle_health)
-    app.router.add_post("/observer/inbox", handle_inbox_post)
-    app.router.add_get("/observer/inbox", handle_inbox_list)
-    app.router.add_post("/observer/workflow/run", handle_workflow_run)
+    r = api_routes(app)
+    r.post("/observer/event", handle_event, summary="Record one observed operation", body=ObservedOp, ok=A.Op)
+    r.get("/observer/stats", handle_stats, summary="Counts over the ring of recent operations", ok=A.ObserverStats)
+    r.get("/observer/health", handle_health, summary="Liveness and the ring's size", ok=A.ObserverHealth)
+    r.post("/observer/inbox", handle_inbox_post, summary="Record an inbox message", body=InboxRequest, ok=A.InboxMessage)
+    inbox_query = (Param("priority"), Param("type"), Param("limit", schema={"type": "integer"}))
+    r.get("/observer/inbox", handle_inbox_list, summary="Inbox messages by priority", query=inbox_query, ok=A.Inbox, errors=(400,))
+    r.post("/observer/workflow/run", handle_workflow_run, summary="Validate and run a DAG workflow", body=Workflow, ok=A.WorkflowRun)
     return app

@@ -18,6 +18,8 @@ import msgspec
 from aiohttp import web
 
 from ..config import Config
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..pathway import (
     DEFAULT_SEARCH_LIMIT,
     HistoryCycleError,
@@ -155,13 +157,15 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     app = make_app("pathwayd", config)
     app.cleanup_ctx.append(_store_ctx)
-    app.router.add_post("/pathway/add", handle_add)
-    app.router.add_post("/pathway/add_idempotent", handle_add_idempotent)
-    app.router.add_post("/pathway/update", handle_update)
-    app.router.add_post("/pathway/revise", handle_revise)
-    app.router.add_post("/pathway/retire", handle_retire)
-    app.router.add_get("/pathway/get/{uid}", handle_get)
-    app.router.add_get("/pathway/history/{uid}", handle_history)
-    app.router.add_post("/pathway/search", handle_search)
-    app.router.add_get("/pathway/stats", handle_stats)
+    r = api_routes(app)
+    writes = (404, 409, 503)
+    r.post("/pathway/add", handle_add, summary="A new trace", body=AddRequest, ok=A.Trace, errors=writes)
+    r.post("/pathway/add_idempotent", handle_add_idempotent, summary="A trace under a given uid, once", body=AddIdempotentRequest, ok=A.Trace, errors=writes)
+    r.post("/pathway/update", handle_update, summary="Change a trace in place", body=UpdateRequest, ok=A.Trace, errors=writes)
+    r.post("/pathway/revise", handle_revise, summary="A new version succeeding a trace", body=ReviseRequest, ok=A.Trace, errors=writes)
+    r.post("/pathway/retire", handle_retire, summary="Retire a trace", body=RetireRequest, ok=A.Trace, errors=writes)
+    r.get("/pathway/get/{uid}", handle_get, summary="One trace", ok=A.Trace, errors=(400, 404))
+    r.get("/pathway/history/{uid}", handle_history, summary="A trace's predecessor chain, newest first", ok=A.History, errors=(400, 404, 409))
+    r.post("/pathway/search", handle_search, summary="Active traces matching terms and tags", body=SearchRequest, ok=A.TraceSearch)
+    r.get("/pathway/stats", handle_stats, summary="Trace counts and what the last load replayed", ok=A.PathwayStats)
     return app

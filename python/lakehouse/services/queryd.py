@@ -33,6 +33,8 @@ from aiohttp import web
 from ..clients.base import UpstreamError
 from ..clients.catalogd import CatalogdClient
 from ..config import Config
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..query import (
     QueryEngine,
     QueryFailed,
@@ -194,5 +196,5 @@ def create_app(config: Config) -> web.Application:
         await asyncio.to_thread(store.close)
 
     app.cleanup_ctx.append(resources)
-    app.router.add_post("/sql", sql)
+    api_routes(app).post("/sql", sql, summary="A read-only SQL query over the cataloged datasets", body=SqlRequest, ok=A.SqlAnswer, errors=(408,))
     return app

@@ -28,6 +28,8 @@ import aiohttp
 from aiohttp import web
 
 from ..config import Config
+from ..openapi import Param, api_routes
+from ..openapi import answers as A
 from ..storage import (
     CHUNK,
     InvalidKey,
@@ -238,10 +240,13 @@ def create_app(config: Config) -> web.Application:
         await asyncio.to_thread(store.close)
 
     app.cleanup_ctx.append(store_ctx)
-    app.router.add_put(KEY_ROUTE, put_object)
-    app.router.add_get(KEY_ROUTE, get_object, allow_head=False)
-    app.router.add_route("HEAD", KEY_ROUTE, head_object)
-    app.router.add_delete(KEY_ROUTE, delete_object)
-    app.router.add_get("/storage", list_objects, allow_head=False)
-    app.router.add_get("/storage/", list_objects, allow_head=False)
+    r = api_routes(app)
+    octets = {"application/octet-stream": {"type": "string", "contentMediaType": "application/octet-stream"}}
+    r.put(KEY_ROUTE, put_object, summary="Store an object (streamed)", raw_body=octets, ok=A.StoredObject, errors=(400, 409, 413, 502, 503))
+    r.get(KEY_ROUTE, get_object, summary="An object's bytes (streamed)", ok=octets["application/octet-stream"], ok_media="application/octet-stream", errors=(400, 404, 502), allow_head=False)
+    r.head(KEY_ROUTE, head_object, summary="An object's size and SHA-256, no body", errors=(400, 404, 502))
+    r.delete(KEY_ROUTE, delete_object, summary="Delete an object", ok=A.ObjectDeleted, errors=(400, 404, 502))
+    page = (Param("prefix"), Param("after"), Param("limit", "at most [storaged].list_limit", {"type": "integer"}))
+    r.get("/storage", list_objects, summary="Keys in order, a page at a time", query=page, ok=A.ObjectList, errors=(400, 502), allow_head=False)
+    r.get("/storage/", list_objects, summary="Keys in order, a page at a time", query=page, ok=A.ObjectList, errors=(400, 502), allow_head=False)
     return app

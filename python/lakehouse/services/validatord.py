@@ -31,6 +31,8 @@ from aiohttp import web
 from ..clients.base import UpstreamError
 from ..clients.chatd import ChatdClient, is_timeout
 from ..config import Config, ConfigError
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..validation.iterate import ChatFailure, IterateRequest, run_iterate
 from ..validation.report import ValidationError
 from ..validation.session_log import SessionLog
@@ -158,6 +160,8 @@ def create_app(config: Config) -> web.Application:
     """The validatord application for ``config`` (its ``[validatord]`` section)."""
     app = make_app("validatord", config)
     app.cleanup_ctx.append(_resources_ctx)
-    app.router.add_post("/validate", handle_validate)
-    app.router.add_post("/iterate", handle_iterate)
+    r = api_routes(app)
+    r.post("/validate", handle_validate, summary="Validate an artifact", body=ValidateRequest, ok=A.Report, responses={422: A.VALIDATION_ERROR})
+    failed = {422: A.IterateFailed, 502: A.IterateFailed, 504: A.IterateFailed}
+    r.post("/iterate", handle_iterate, summary="Generate -> validate -> correct, through chatd", body=IterateRequest, ok=A.IterateAccepted, responses=failed)
     return app

@@ -39,6 +39,8 @@ from aiohttp import web
 
 from ..bodycheck import TYPED_LATER
 from ..config import Config
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..storage import open_store, put_limit
 from ..vectors import (
     IndexExists,
@@ -488,16 +490,16 @@ def create_app(config: Config) -> web.Application:
     the store ``[storaged]`` describes)."""
     app = make_app("vectord", config)
     app.cleanup_ctx.append(_vectord_ctx)
-    r = app.router
+    r = api_routes(app)
     # aiohttp tries dynamic routes in registration order: the hot ones first.
-    r.add_post("/vectors/index/{name}/search", handle_search)
-    r.add_post("/vectors/index/{name}/add", handle_add)
-    r.add_get("/vectors/index/{name}/items/{id:.+}", handle_get_item)
-    r.add_post("/vectors/index/{name}/delete", handle_delete_items)
-    r.add_post("/vectors/index/{name}/merge", handle_merge)
-    r.add_post("/vectors/index/{name}/save", handle_save)
-    r.add_get("/vectors/index/{name}", handle_info)
-    r.add_delete("/vectors/index/{name}", handle_drop)
-    r.add_post("/vectors/index", handle_create)
-    r.add_get("/vectors/index", handle_list)
+    r.post("/vectors/index/{name}/search", handle_search, summary="Nearest neighbours of one vector or a batch", body=SearchRequest, ok=A.VectorSearch, errors=(404,))
+    r.post("/vectors/index/{name}/add", handle_add, summary="Add or update items (all or nothing)", body=AddRequest, ok=A.Added, errors=(404,))
+    r.get("/vectors/index/{name}/items/{id:.+}", handle_get_item, summary="One item's vector and metadata", ok=A.Item, errors=(404,))
+    r.post("/vectors/index/{name}/delete", handle_delete_items, summary="Delete items by id", body=DeleteItemsRequest, ok=A.ItemsDeleted, errors=(404,))
+    r.post("/vectors/index/{name}/merge", handle_merge, summary="Copy every item into another index", body=MergeRequest, ok=A.Merged, errors=(404,))
+    r.post("/vectors/index/{name}/save", handle_save, summary="Return once the index is durable", ok=A.Saved, errors=(404, 503, 504))
+    r.get("/vectors/index/{name}", handle_info, summary="Parameters, core stats and persistence counters", ok=A.IndexInfo, errors=(404,))
+    r.delete("/vectors/index/{name}", handle_drop, summary="Drop the index and its saved object", ok=A.IndexDropped, errors=(404, 503))
+    r.post("/vectors/index", handle_create, summary="Create an index", body=CreateRequest, ok=A.IndexParams, status=201, errors=(409,))
+    r.get("/vectors/index", handle_list, summary="Every index's parameters", ok=A.IndexList)
     return app
