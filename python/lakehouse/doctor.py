@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import aiohttp
 
-from .config import Config, load_config
+from .config import Config, env_overrides, load_config
 from .langfuse import ENV_PUBLIC, ENV_SECRET, ENV_URL, LangfuseSettings
 from .services import DAEMONS
 from .web import is_loopback
@@ -239,7 +239,7 @@ def main(argv: list[str]) -> int:
         source = str(Path("lakehouse.toml").resolve())
     else:
         source = "built-in defaults (no ./lakehouse.toml)"
-    overrides = sorted(k for k in os.environ if k.startswith("LAKEHOUSE_") and k != "LAKEHOUSE_LOG_LEVEL")
+    overrides = env_overrides()
     if overrides:
         source += f"; environment overrides: {', '.join(overrides)}"
     report(config, config_source=source, timeout=args.timeout)
