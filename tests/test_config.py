@@ -83,6 +83,7 @@ def test_auth_token_from_env_unless_file_sets_it(monkeypatch):
         ("LAKEHOUSE_EMBEDD_PROVDER", "LAKEHOUSE_EMBEDD_PROVIDER ([embedd].provider)"),
         ("LAKEHOUSE_LOGLEVEL", "LAKEHOUSE_LOG_LEVEL."),
         ("LAKEHOUSE_VALIDATORD_ROSTER", "LAKEHOUSE_VALIDATORD_ROSTER_PATH ([validatord].roster_path)"),
+        ("LAKEHOUSE_VALIDATORD_DATASET", "LAKEHOUSE_VALIDATORD_ROSTER_DATASET ([validatord].roster_dataset)"),
     ],
 )
 def test_an_unknown_lakehouse_variable_is_an_error_naming_the_nearest(var, nearest):

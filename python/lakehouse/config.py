@@ -350,9 +350,15 @@ class ChatdConfig(ServiceSection):
 @dataclass(frozen=True)
 class ValidatordConfig(ServiceSection):
     port: int = DAEMON_PORTS["validatord"]
-    #: JSONL roster of workers; "" = no roster (every existence check fails)
+    #: roster of workers: a JSONL file (`lakehouse gen-roster --format jsonl`) or a .csv;
+    #: read at start and on POST /roster/reload. "" = none (see roster_dataset)
     roster_path: str = ""
+    #: roster from a cataloged dataset (one you ingested), read through queryd at start and
+    #: on POST /roster/reload; "" = none. Set roster_path or roster_dataset, not both;
+    #: with neither, every worker-existence check fails
+    roster_dataset: str = ""
     chatd_url: str = ""
+    queryd_url: str = ""
     chat_timeout_secs: float = 240.0
     #: session.iterate.v1 rows; relative paths are under data_dir; "" = disabled
     session_log_path: str = "validator/sessions.jsonl"
@@ -367,6 +373,10 @@ class ValidatordConfig(ServiceSection):
             raise ConfigError(f"[{section}].chat_timeout_secs: must be positive")
         if self.max_iterations_cap <= 0:
             raise ConfigError(f"[{section}].max_iterations_cap: must be positive")
+        if self.roster_path and self.roster_dataset:
+            raise ConfigError(
+                f"[{section}].roster_dataset: set roster_path or roster_dataset, not both"
+            )
 
 
 @dataclass(frozen=True)
