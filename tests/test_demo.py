@@ -7,10 +7,13 @@ import http.server
 import io
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lakehouse import cli
 from lakehouse.demo import (
@@ -27,7 +30,7 @@ from lakehouse.demo import (
     main,
 )
 from lakehouse.embed.hashing import hash_embed
-from lakehouse.roster import COLUMNS, iter_roster
+from lakehouse.roster import CITIES, COLUMNS, ROLES, iter_roster
 from testkit import free_port
 
 
@@ -136,15 +139,65 @@ def test_narrator_wraps_paragraphs():
 
 
 def test_tables_align_and_mark_the_approved_answer():
-    hits = [hit(1, "w-00001", source="inject"), hit(10, "w-00002", city="Green Bay")]
+    hits = [hit(1, "w-00001", source="inject"), hit(10, "w-00002", city="Green Bay", certs=())]
     lines = _hit_table(hits, sources=True, mark="w-00001")
-    assert lines[0].split() == ["#", "worker", "role", "city", "shift", "distance", "source", "certifications"]
-    assert lines[1].split()[:3] == ["->", "1", "w-00001"]
-    assert lines[2].split()[:2] == ["10", "w-00002"]
-    # columns line up: the city column starts at the same place in every row
-    assert len({line.index("Milwaukee") for line in lines[1:2]} | {lines[2].index("Green Bay")}) == 1
+    assert lines[0].split() == ["#", "worker", "corpus", "role", "city", "shift", "distance", "source"]
+    assert lines[1].split()[:4] == ["->", "1", "w-00001", "workers"]
+    assert lines[2].split() == ["certifications:", "OSHA-30"]
+    assert lines[3].split()[:3] == ["10", "w-00002", "workers"]
+    assert lines[4].split() == ["certifications:", "none"]
+    # columns line up: the city column starts at the same place in every row, and the
+    # certifications start under the worker id
+    assert lines[1].index("Milwaukee") == lines[3].index("Green Bay") == lines[0].index("city")
+    assert lines[2].index("certifications") == lines[1].index("w-00001") == lines[0].index("worker")
     counts = _count_table({"a": 3, "bb": 20, "c": 1})
     assert counts == ["     a    3      c    1", "     bb  20"]
+
+
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,40}", fullmatch=True)
+hits_st = st.lists(
+    st.builds(
+        Hit,
+        rank=st.integers(1, 50),
+        id=st.sampled_from(["w-00001", "w-12345", "w-1000000"]),
+        distance=st.floats(0, 2),
+        source=st.sampled_from(["retrieval", "boost", "inject"]),
+        corpus=names,
+        role=st.sampled_from(list(ROLES)),
+        city=st.sampled_from([c for c, _ in CITIES]),
+        shift=st.sampled_from(["Day", "Night", "Swing", "Weekend", "Rotating"]),
+        certifications=st.lists(st.sampled_from(sorted({c for r in ROLES.values() for c in r[1]})),
+                                unique=True, max_size=8).map(tuple),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@given(hits=hits_st, sources=st.booleans())
+def test_tables_fit_100_columns_and_name_each_results_corpus(hits, sources):
+    lines = _hit_table(hits, sources=sources, mark=hits[0].id)
+    assert all(len(line) <= 100 for line in lines), "\n".join(lines)
+    rows = [line for line in lines if not line.lstrip().startswith(("certifications:", "#"))]
+    rows = [line for line in rows if line.split()[0] in ("->", *map(str, range(1, 51)))]
+    assert len(rows) == len(hits)
+    corpus_at = lines[0].index("corpus")
+    for line, h in zip(rows, hits, strict=True):
+        shown = line[corpus_at:].split()[0]
+        assert shown == h.corpus or (shown.endswith("...") and h.corpus.startswith(shown[:-3]))
+    # nothing is lost: every certification is printed
+    text = " ".join(" ".join(lines).split())
+    for h in hits:
+        for cert in h.certifications:
+            assert cert in text
+
+
+def test_the_same_worker_from_two_corpora_is_told_apart():
+    """A second run against the same stack under another --dataset: alice's playbook holds an
+    answer from each corpus, and the worker comes back twice."""
+    hits = [hit(1, "w-00412", source="inject"), replace(hit(2, "w-00412"), corpus="workers2")]
+    lines = _hit_table(hits, sources=True, mark="w-00412")
+    assert [line.split()[3] for line in lines if "w-00412" in line] == ["workers", "workers2"]
 
 
 def test_url_with_nothing_listening_is_a_clear_error(capsys):

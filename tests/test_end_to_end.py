@@ -171,6 +171,10 @@ def _check_story(stdout: str) -> None:
     for n in range(1, 9):
         assert f"\n{n}. " in stdout, f"step {n} missing:\n{stdout}"
     assert "\x1b[" not in stdout  # not a terminal: no progress lines
+    too_wide = [line for line in stdout.splitlines() if len(line) > 100]
+    assert not too_wide, too_wide  # a terminal of 100 columns shows it all
+    # every search table names each result's corpus
+    assert stdout.count("#  worker   corpus") == 3
     text = " ".join(stdout.split())  # paragraphs are wrapped
     assert "Ingested 2,000 rows as dataset `workers`" in text
     assert "Built corpus `workers`: 2,000 vectors" in text

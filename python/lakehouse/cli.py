@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("lakehouse.doctor:main", "show what is configured and what is reachable"),
     "config": ("lakehouse.configfile:main", "print the effective configuration (--example: defaults)"),
     "gen-roster": ("lakehouse.roster:main", "write a synthetic staffing roster as CSV"),
+    "corpus": ("lakehouse.matrix.cli:main", "build a vector corpus from SQL, with progress (through the gateway)"),
     "demo": ("lakehouse.demo:main", "the whole loop as a short story (starts its own stack, or --url)"),
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),

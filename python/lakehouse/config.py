@@ -6,7 +6,9 @@ Precedence, lowest first: defaults, the file, environment variables, command-lin
 
 Environment overrides are named ``LAKEHOUSE_<SECTION>_<KEY>`` (``LAKEHOUSE_VECTORD_PORT=4215``),
 and ``LAKEHOUSE_DATA_DIR`` for the top-level ``data_dir``. Lists take a JSON array or a
-comma-separated string.
+comma-separated string. Any other ``LAKEHOUSE_*`` variable is an error naming it and the
+nearest known one (a misspelt override would otherwise be ignored without a word), except
+the few read outside the configuration, listed once in :data:`OTHER_ENV_VARS`.
 
 Upstream URLs (``matrixd.vectord_url`` and the like) default to "" which means "the host and
 port of that daemon's own section", so a configuration that moves a daemon to another port
@@ -33,6 +35,9 @@ __all__ = [
     "Config",
     "load_config",
     "DAEMON_PORTS",
+    "ENV_PREFIX",
+    "OTHER_ENV_VARS",
+    "env_overrides",
 ]
 
 MiB = 1 << 20
@@ -345,9 +350,15 @@ class ChatdConfig(ServiceSection):
 @dataclass(frozen=True)
 class ValidatordConfig(ServiceSection):
     port: int = DAEMON_PORTS["validatord"]
-    #: JSONL roster of workers; "" = no roster (every existence check fails)
+    #: roster of workers: a JSONL file (`lakehouse gen-roster --format jsonl`) or a .csv;
+    #: read at start and on POST /roster/reload. "" = none (see roster_dataset)
     roster_path: str = ""
+    #: roster from a cataloged dataset (one you ingested), read through queryd at start and
+    #: on POST /roster/reload; "" = none. Set roster_path or roster_dataset, not both;
+    #: with neither, every worker-existence check fails
+    roster_dataset: str = ""
     chatd_url: str = ""
+    queryd_url: str = ""
     chat_timeout_secs: float = 240.0
     #: session.iterate.v1 rows; relative paths are under data_dir; "" = disabled
     session_log_path: str = "validator/sessions.jsonl"
@@ -362,6 +373,10 @@ class ValidatordConfig(ServiceSection):
             raise ConfigError(f"[{section}].chat_timeout_secs: must be positive")
         if self.max_iterations_cap <= 0:
             raise ConfigError(f"[{section}].max_iterations_cap: must be positive")
+        if self.roster_path and self.roster_dataset:
+            raise ConfigError(
+                f"[{section}].roster_dataset: set roster_path or roster_dataset, not both"
+            )
 
 
 @dataclass(frozen=True)
@@ -572,6 +587,91 @@ def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
     return value
 
 
+# -- environment variables --------------------------------------------------------------
+
+ENV_PREFIX = "LAKEHOUSE_"
+DATA_DIR_ENV = "LAKEHOUSE_DATA_DIR"
+
+#: The ``LAKEHOUSE_*`` variables that are not configuration keys: read where they act, and
+#: accepted by :func:`load_config` (which refuses every other unknown ``LAKEHOUSE_*`` name).
+#: This is the one list: a new variable read anywhere in the project goes here
+#: (tests/test_config.py scans the tree for names missing from it).
+OTHER_ENV_VARS: dict[str, str] = {
+    "LAKEHOUSE_LOG_LEVEL": "daemon log level: DEBUG, INFO (default), WARNING, ERROR",
+    "LAKEHOUSE_UVLOOP": "0 = asyncio's own event loop even when uvloop is installed",
+    "LAKEHOUSE_SIMD": "scalar, avx2 or avx512: cap the native core's SIMD kernels",
+    "LAKEHOUSE_STACK_PARENT_PID": "set by `lakehouse up` for its daemons (they exit with it)",
+}
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def _config_env_names() -> dict[str, str]:
+    """Every configuration variable -> the key it sets (``[vectord].port``, ``data_dir``)."""
+    names = {DATA_DIR_ENV: "data_dir"}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            names[_env_name(section, f.name)] = f"[{section}].{f.name}"
+    return names
+
+
+def _nearest(name: str, candidates: typing.Iterable[str], strip: str = "") -> str:
+    """The candidate closest to ``name``: difflib's ratio, plus a bonus when one starts with
+    the other (``roster`` -> ``roster_path``, not ``host``); ties go to the first. ``strip``:
+    a prefix every candidate and ``name`` share, left out of the comparison."""
+    import difflib
+
+    typed = name.removeprefix(strip).lower()
+    best, best_score = "", -1.0
+    for c in candidates:
+        other = c.removeprefix(strip).lower()
+        score = difflib.SequenceMatcher(None, typed, other).ratio()
+        if typed and (other.startswith(typed) or typed.startswith(other)):
+            score += 0.5
+        if score > best_score:
+            best, best_score = c, score
+    return best
+
+
+def _check_env_names(env: typing.Mapping[str, str]) -> None:
+    """ConfigError naming every ``LAKEHOUSE_*`` variable that nothing reads, with the
+    nearest known one (within the same section when the name starts like one)."""
+    known = _config_env_names()
+    unknown = sorted(
+        k for k in env if k.startswith(ENV_PREFIX) and k not in known and k not in OTHER_ENV_VARS
+    )
+    if not unknown:
+        return
+    everything = [*known, *OTHER_ENV_VARS]
+    problems = []
+    for var in unknown:
+        # within the section the name starts with, when it starts like one
+        section = next(
+            (s for s in SECTIONS if var.startswith(f"{ENV_PREFIX}{s.upper()}_")), None
+        )
+        if section is not None:
+            prefix = f"{ENV_PREFIX}{section.upper()}_"
+            near = _nearest(var, [k for k in known if k.startswith(prefix)], prefix)
+        else:
+            near = _nearest(var, everything, ENV_PREFIX)
+        what = f" ({known[near]})" if near in known else ""
+        problems.append(f"{var}: unknown variable, the nearest known is {near}{what}")
+    raise ConfigError(
+        "; ".join(problems)
+        + f". Known: {ENV_PREFIX}<SECTION>_<KEY> for every key of lakehouse.toml (listed in "
+        f"lakehouse.example.toml), {DATA_DIR_ENV}, {', '.join(OTHER_ENV_VARS)}"
+    )
+
+
+def env_overrides(env: typing.Mapping[str, str] | None = None) -> list[str]:
+    """The configuration variables set in ``env`` (default: the process's), sorted."""
+    env = os.environ if env is None else env
+    known = _config_env_names()
+    return sorted(k for k in env if k in known)
+
+
 def _build_section(
     name: str, cls: type, table: dict[str, Any], env: dict[str, str]
 ) -> Any:
@@ -580,10 +680,13 @@ def _build_section(
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(f"[{name}].{key}: unknown key (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"[{name}].{key}: unknown key, the nearest known is "
+                f"[{name}].{_nearest(key, sorted(known))} (known: {', '.join(sorted(known))})"
+            )
         values[key] = _coerce(f"[{name}].{key}", hints[key], value, from_env=False)
     for key in known:
-        env_name = f"LAKEHOUSE_{name.upper()}_{key.upper()}"
+        env_name = _env_name(name, key)
         if env_name in env:
             values[key] = _coerce(f"{env_name} ([{name}].{key})", hints[key], env[env_name], True)
     obj = cls(**values)
@@ -602,6 +705,7 @@ def load_config(
     ``path=None`` reads ``./lakehouse.toml`` when it exists, else uses the defaults.
     """
     env = dict(os.environ) if env is None else env
+    _check_env_names(env)
     raw: dict[str, Any] = {}
     if path is None:
         default = Path("lakehouse.toml")
@@ -625,13 +729,16 @@ def load_config(
                 raise ConfigError(f"[{key}]: expected a table")
             top[key] = value
         else:
-            raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+            raise ConfigError(
+                f"{key}: unknown section, the nearest known is [{_nearest(key, SECTIONS)}] "
+                f"(known: {', '.join(SECTIONS)})"
+            )
     kwargs: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         kwargs[name] = _build_section(name, cls, top.get(name, {}), env)
     kwargs["data_dir"] = top.get("data_dir", Config.data_dir)
-    if "LAKEHOUSE_DATA_DIR" in env:
-        kwargs["data_dir"] = env["LAKEHOUSE_DATA_DIR"]
+    if DATA_DIR_ENV in env:
+        kwargs["data_dir"] = env[DATA_DIR_ENV]
     if data_dir is not None:
         kwargs["data_dir"] = data_dir
     return Config(**kwargs)

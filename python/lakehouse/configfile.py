@@ -21,7 +21,7 @@ import math
 import re
 from typing import Any
 
-from .config import SECTIONS, Config, load_config
+from .config import OTHER_ENV_VARS, SECTIONS, Config, load_config
 
 __all__ = ["dump_toml", "example_toml", "toml_value", "main"]
 
@@ -178,7 +178,9 @@ def example_toml() -> str:
         "# only what you change. Environment variables override the file:",
         "# LAKEHOUSE_<SECTION>_<KEY> (e.g. LAKEHOUSE_VECTORD_PORT=4215), LAKEHOUSE_DATA_DIR;",
         "# lists take a JSON array or a comma-separated string. Command-line flags override",
-        "# both. An unknown key or a bad value is an error that names the key.",
+        "# both. An unknown key or a bad value is an error that names the key; so is an",
+        "# unknown LAKEHOUSE_* variable, except these, which are read outside this file:",
+        *[f"#   {name}: {text}" for name, text in OTHER_ENV_VARS.items()],
         "#",
         "# Generated from python/lakehouse/config.py by `lakehouse config --example`.",
         "",

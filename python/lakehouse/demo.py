@@ -78,8 +78,10 @@ BOOST_WINDOW = 0.50
 INJECT_WINDOW = 0.20
 #: the approval score: 1.0 halves a distance (the cap of the boost arithmetic)
 APPROVAL_SCORE = 1.0
-#: the story's paragraphs are wrapped to this many columns (tables are not)
+#: the story's paragraphs are wrapped to this many columns
 WIDTH = 92
+#: tables and every other line of the story fit this many columns (a terminal of 100)
+TABLE_WIDTH = 100
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -293,36 +295,56 @@ class Narrator:
         )
 
 
-def _fmt_certs(certs: Sequence[str]) -> str:
-    return ", ".join(certs) if certs else "-"
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
 
 
-def _hit_table(hits: Sequence[Hit], *, sources: bool, mark: str = "") -> list[str]:
-    """The hits as an aligned table (``mark``: the id to flag with an arrow)."""
-    # certifications last: the longest column, and the one that may wrap on a narrow terminal
-    head = ["#", "worker", "role", "city", "shift", "distance"]
-    rows = [[str(h.rank), h.id, h.role, h.city, h.shift, f"{h.distance:.3f}"] for h in hits]
+def _hit_table(
+    hits: Sequence[Hit], *, sources: bool, mark: str = "", width: int = TABLE_WIDTH
+) -> list[str]:
+    """The hits as an aligned table of at most ``width`` columns (``mark``: the id to flag
+    with an arrow). Every row names its corpus: two corpora can answer with the same id.
+
+    Each hit takes a line of short fields, then its certifications on a line of their own
+    under the worker id (wrapped if long): as a column they would push the table past a
+    terminal's width. A line still too wide cuts the role, corpus and city (with "...")."""
+    head = ["#", "worker", "corpus", "role", "city", "shift", "distance"]
+    rows = [
+        [str(h.rank), h.id, h.corpus or "-", h.role, h.city, h.shift, f"{h.distance:.3f}"]
+        for h in hits
+    ]
     if sources:
         head.append("source")
         for row, h in zip(rows, hits, strict=True):
             row.append(h.source)
-    head.append("certifications")
-    for row, h in zip(rows, hits, strict=True):
-        row.append(_fmt_certs(h.certifications))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    right = {0, 5}  # numbers align right
+    right = {0, 6}  # numbers align right
+    indent = 5  # " -> " or blanks before each row
+    budget = width - indent - 2 * (len(head) - 1)
+    floors = {2: 10, 3: 12, 4: 8}  # corpus, role, city: the widest gives way first
+    while sum(widths) > budget:
+        col = max((c for c in floors if widths[c] > floors[c]), key=lambda c: widths[c], default=None)
+        if col is None:
+            break  # ids this long are shown whole
+        widths[col] -= 1
 
     def line(cells: list[str]) -> str:
         parts = [
-            c.rjust(w) if i in right else c.ljust(w)
+            _cut(c, w).rjust(w) if i in right else _cut(c, w).ljust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ]
         return "  ".join(parts).rstrip()
 
-    out = ["     " + line(head)]
+    under = " " * (indent + widths[0] + 2)  # the certifications start under the worker id
+    out = [" " * indent + line(head)]
     for row, h in zip(rows, hits, strict=True):
         arrow = " -> " if mark and h.id == mark else "    "
         out.append(f" {arrow}" + line(row))
+        certs = "certifications: " + (", ".join(h.certifications) or "none")
+        out += textwrap.wrap(
+            certs, width, initial_indent=under, subsequent_indent=under + "  ",
+            break_on_hyphens=False,
+        )
     return out
 
 
@@ -503,7 +525,10 @@ class _Story:
         if total != s.roster_size:
             raise DemoError(f"SQL counted {total} workers, expected {s.roster_size}", "queryd")
         self.say("3. Workers by role, in SQL:")
-        self.say(f"     {sql}")
+        for line in textwrap.wrap(
+            sql, TABLE_WIDTH - 5, initial_indent="     ", subsequent_indent="       "
+        ):
+            self.say(line)
         for line in _count_table(counts):
             self.say(line)
 

@@ -3,8 +3,9 @@
 Prints, for the effective configuration (file, environment, flags): where the data lives,
 the auth mode, Langfuse, each daemon's URL and whether its ``GET /health`` answers, the
 storage backend, the embedder, the chat providers (which keys are present, by variable name
-only: values are never printed), the model tiers, and warnings about settings that will
-not work together. Always exits 0: it reports, it does not judge.
+only: values are never printed), the model tiers, validatord's roster (where it comes from
+and, when validatord answers, how many workers it holds), and warnings about settings that
+will not work together (among them: validatord without a roster). Always exits 0: it reports, it does not judge.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import IO, Any
 
 import aiohttp
 
-from .config import Config, load_config
+from .config import Config, env_overrides, load_config
 from .langfuse import ENV_PUBLIC, ENV_SECRET, ENV_URL, LangfuseSettings
 from .services import DAEMONS
 from .web import is_loopback
@@ -125,7 +126,55 @@ def _warnings(config: Config) -> list[str]:
     return out
 
 
-async def _gather(config: Config, timeout: float) -> dict[str, str]:
+async def _roster(session: aiohttp.ClientSession, config: Config) -> dict[str, Any] | str:
+    """validatord's ``GET /roster`` answer, or why there is none."""
+    token = config.auth.resolved_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with session.get(f"{config.base_url('validatord')}/roster", headers=headers) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status == 200 and isinstance(body, dict) and "count" in body:
+                return body
+            return f"GET /roster answered {resp.status}"
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return f"GET /roster failed ({exc or type(exc).__name__})"
+
+
+def _roster_source(config: Config) -> str:
+    section = config.validatord
+    if section.roster_path:
+        return f"file {config.path(section.roster_path)}"
+    if section.roster_dataset:
+        return f"dataset {section.roster_dataset!r} (through queryd)"
+    return ""
+
+
+def _roster_lines(config: Config, live: dict[str, Any] | str | None) -> tuple[str, list[str]]:
+    """The report's roster line, and the warnings about validatord's roster."""
+    source = _roster_source(config)
+    warnings = []
+    if not source:
+        warnings.append(
+            "validatord has no roster ([validatord].roster_path and roster_dataset are empty): "
+            "every fill's worker-existence check fails. Set roster_path to a roster file "
+            "(lakehouse gen-roster --format jsonl) or roster_dataset to an ingested dataset"
+        )
+    text = source or "none configured"
+    if isinstance(live, dict):
+        text += f": validatord holds {live['count']:,} workers"
+        if live.get("count") == 0 and source:
+            why = f" ({live['last_error']})" if live.get("last_error") else ""
+            warnings.append(
+                f"validatord's roster is empty{why}: fix the source, then POST /roster/reload"
+            )
+    elif isinstance(live, str):
+        text += f": {live}"
+    else:
+        text += ": validatord not answering"
+    return text, warnings
+
+
+async def _gather(config: Config, timeout: float) -> dict[str, Any]:
     checks: dict[str, tuple[str, str | None]] = {
         f"daemon:{name}": (f"{config.base_url(name)}/health", name) for name in DAEMONS
     }
@@ -137,7 +186,9 @@ async def _gather(config: Config, timeout: float) -> dict[str, str]:
         results = await asyncio.gather(
             *(_probe(session, url, expect) for url, expect in checks.values())
         )
-    out = dict(zip(checks, results, strict=True))
+        out: dict[str, Any] = dict(zip(checks, results, strict=True))
+        if out["daemon:validatord"] == "up":
+            out["validatord:roster"] = await _roster(session, config)
     if config.storaged.backend == "s3":
         out["s3"] = await asyncio.to_thread(_s3_status, config)
     return out
@@ -215,8 +266,10 @@ def report(
         f"{k}={v}" for k, v in vars(config.models).items() if isinstance(v, str)
     )
     line("models", tiers)
+    roster_text, roster_warnings = _roster_lines(config, status.get("validatord:roster"))
+    line("roster", roster_text)
 
-    warnings = _warnings(config)
+    warnings = _warnings(config) + roster_warnings
     if warnings:
         out.write("\nwarnings\n")
         for w in warnings:
@@ -239,7 +292,7 @@ def main(argv: list[str]) -> int:
         source = str(Path("lakehouse.toml").resolve())
     else:
         source = "built-in defaults (no ./lakehouse.toml)"
-    overrides = sorted(k for k in os.environ if k.startswith("LAKEHOUSE_") and k != "LAKEHOUSE_LOG_LEVEL")
+    overrides = env_overrides()
     if overrides:
         source += f"; environment overrides: {', '.join(overrides)}"
     report(config, config_source=source, timeout=args.timeout)

@@ -9,7 +9,8 @@ trace. :class:`PathwayStore` implements the operations of contract section 10:
 ``add_idempotent``      a trace under the caller's uid; when the uid exists, its
                         ``replay_count`` is bumped and its content kept
 ``update``              replace the content (and tags, when given) under the same uid
-``revise``              a new trace whose ``predecessor_uid`` is the revised one
+``revise``              a new trace whose ``predecessor_uid`` is the revised one (it
+                        keeps the predecessor's tags unless new ones are given)
 ``retire``              mark retired: hidden from search, still visible to get/history
 ``get`` / ``history``   one trace / the chain walked backwards through predecessors
 ``search``              active traces by text and tags
@@ -480,11 +481,18 @@ class PathwayStore:
     ) -> Trace:
         """A new trace (fresh UUID) linked to ``predecessor_uid``, which must exist.
 
-        The predecessor is left as it is (retire it separately to hide it from search).
+        ``tags`` omitted (None): the new trace carries the predecessor's tags, so a revision
+        stays findable by the tags its history was filed under; a list replaces them (``[]``
+        clears). The reference leaves this open (contract section 10 lists ``tags`` on the
+        trace and nothing on revise); the event log records the tags the new trace got, so
+        a reader of the reference's format replays the same trace. The predecessor is left
+        as it is (retire it separately to hide it from search).
         """
         data, tag_t = compact_json(content), _check_tags(tags)
         with self._lock:
-            self._get(predecessor_uid, "predecessor")
+            pred = self._get(predecessor_uid, "predecessor")
+            if tag_t is None:
+                tag_t = pred.tags
             uid = self._new_uid()
             while uid in self._traces:
                 uid = self._new_uid()

@@ -7,6 +7,12 @@ Loader, Shipping Clerk, ...), Midwest cities, role-specific certifications and s
 (lists joined by ``;``). The output is a pure function of ``(n, seed)``, and row ``i`` does
 not depend on ``n`` (the first 100 rows of a 10,000-row roster are the 100-row roster), so
 tests, the demo and the benchmarks can call :func:`iter_roster` in-process and agree.
+
+``--format jsonl`` writes one JSON object per line instead, with the same keys and values
+(numbers as numbers; certifications and skills as the same ``;``-joined strings, so both
+formats carry one roster): the roster file validatord reads (``[validatord].roster_path``,
+contract section 13.1), which checks ``worker_id``, ``name``, ``role``, ``city``, ``state``
+and ``availability`` (``On assignment`` = not active).
 """
 
 from __future__ import annotations
@@ -19,7 +25,12 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-__all__ = ["COLUMNS", "ROLES", "CITIES", "iter_roster", "write_roster", "main"]
+import orjson
+
+__all__ = ["COLUMNS", "FORMATS", "ROLES", "CITIES", "iter_roster", "write_roster", "main"]
+
+#: output formats of write_roster / gen-roster
+FORMATS = ("csv", "jsonl")
 
 COLUMNS = (
     "worker_id",
@@ -241,33 +252,59 @@ def write_roster(
     n: int,
     seed: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    format: str = "csv",  # noqa: A002
 ) -> int:
-    """Write the roster as CSV (header first) to ``out``; returns the row count.
+    """Write the roster to ``out`` as CSV (header first) or JSONL (an object per line);
+    returns the row count.
 
     ``progress(done, n)`` is called about every 5% of the rows.
     """
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        write_row = writer.writerow
+    else:
+
+        def write_row(row: tuple[str | int | float, ...]) -> None:
+            out.write(orjson.dumps(dict(zip(COLUMNS, row, strict=True))).decode() + "\n")
+
     step = max(1, n // 20)
     for i, row in enumerate(iter_roster(n, seed), 1):
-        writer.writerow(row)
+        write_row(row)
         if progress is not None and (i % step == 0 or i == n):
             progress(i, n)
     return n
 
 
 def main(argv: list[str]) -> int:
-    """``lakehouse gen-roster``: write a synthetic roster as CSV to stdout (or --output)."""
+    """``lakehouse gen-roster``: write a synthetic roster as CSV or JSONL to stdout (or --output)."""
     parser = argparse.ArgumentParser(
-        prog="lakehouse gen-roster", description="write a synthetic staffing roster as CSV"
+        prog="lakehouse gen-roster",
+        description="write a synthetic staffing roster as CSV (or JSONL, validatord's roster file)",
+        epilog=(
+            "examples:\n"
+            "  lakehouse gen-roster --n 10000 --seed 1 > workers.csv\n"
+            "  lakehouse gen-roster --format jsonl -o lakehouse-data/workers.jsonl\n"
+            "      then [validatord] roster_path = \"workers.jsonl\" (relative to data_dir)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--n", type=int, default=10_000, help="rows (default 10000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="csv or jsonl (default: jsonl when --output ends in .jsonl, else csv)",
+    )
     parser.add_argument("-o", "--output", help="file to write (default: stdout)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     if args.n < 0:
         parser.error("--n must be >= 0")
+    fmt = args.format or ("jsonl" if (args.output or "").lower().endswith(".jsonl") else "csv")
 
     def report(done: int, total: int) -> None:
         print(f"gen-roster: {done:,}/{total:,} rows", file=sys.stderr, flush=True)
@@ -276,10 +313,10 @@ def main(argv: list[str]) -> int:
     progress = report if args.n >= 100_000 and not args.quiet else None
     if args.output:
         with open(args.output, "w", newline="", encoding="utf-8") as fh:
-            write_roster(fh, args.n, args.seed, progress)
+            write_roster(fh, args.n, args.seed, progress, format=fmt)
     else:
         try:
-            write_roster(sys.stdout, args.n, args.seed, progress)
+            write_roster(sys.stdout, args.n, args.seed, progress, format=fmt)
             sys.stdout.flush()
         except BrokenPipeError:  # `| head` closed the pipe: not an error
             sys.stderr.close()

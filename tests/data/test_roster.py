@@ -7,10 +7,12 @@ import io
 import subprocess
 import sys
 
+import orjson
 import pytest
 
 from lakehouse.cli import main as cli_main
 from lakehouse.roster import CITIES, COLUMNS, ROLES, iter_roster, write_roster
+from lakehouse.validation.workers import WorkerRoster
 
 
 def _rows(n: int, seed: int = 1) -> list[dict[str, str]]:
@@ -81,3 +83,27 @@ def test_cli_as_a_process_shows_progress_for_large_n(tmp_path):
     assert "100,000/100,000 rows" in proc.stderr
     lines = path.read_text().splitlines()
     assert len(lines) == 100_001 and lines[-1].startswith("w-100000,")
+
+
+def test_jsonl_carries_the_same_rows_as_csv_and_validatord_reads_it(tmp_path, capsysbinary):
+    csv_rows = _rows(300)
+    assert cli_main(["gen-roster", "--n", "300", "--format", "jsonl"]) == 0
+    lines = capsysbinary.readouterr().out.decode().splitlines()
+    objects = [orjson.loads(line) for line in lines]
+    assert len(objects) == 300 and list(objects[0]) == list(COLUMNS)
+    # the same values (CSV carries them as text), numbers as numbers
+    assert [{k: str(v) for k, v in o.items()} for o in objects] == csv_rows
+    assert all(isinstance(o["years_experience"], int) and isinstance(o["rating"], float) for o in objects)
+    # the .jsonl suffix picks the format; the file is validatord's roster as it is
+    path = tmp_path / "workers.jsonl"
+    assert cli_main(["gen-roster", "--n", "300", "-o", str(path)]) == 0
+    assert path.read_text().splitlines() == lines
+    roster = WorkerRoster.load(path)
+    assert len(roster) == 300 and roster.skipped == 0
+    first = roster.get("W-00001")  # case-insensitive, as the reference's lookup
+    assert first is not None and (first.name, first.role, first.city) == (
+        objects[0]["name"], objects[0]["role"], objects[0]["city"])
+    for o in objects:
+        assert roster.get(o["worker_id"]).active == (o["availability"] != "On assignment")
+    with pytest.raises(ValueError, match="format"):
+        write_roster(io.StringIO(), 1, format="xml")

@@ -110,6 +110,27 @@ def test_revision_chain_of_three_walked_backwards():
     assert not s.get(a.uid).retired
 
 
+def test_revise_keeps_the_predecessors_tags_unless_new_ones_are_given(tmp_path):
+    log = tmp_path / "events.jsonl"
+    s = make_store(log)
+    a = s.add('{"v": 1}', ["fill", "night"])
+    kept = s.revise(a.uid, '{"v": 2}')
+    assert kept.tags == ("fill", "night")
+    replaced = s.revise(kept.uid, '{"v": 3}', ["day"])
+    assert replaced.tags == ("day",)
+    cleared = s.revise(replaced.uid, '{"v": 4}', [])
+    assert cleared.tags == ()
+    # a revision stays findable under the tags its history was filed under
+    assert [t.uid for t in s.search(tags=["night"]).traces] == [kept.uid, a.uid]
+    # the event carries the tags the trace got: a replay needs no rule to restore them
+    events = [orjson.loads(x) for x in log.read_bytes().splitlines()]
+    assert events[1]["op"] == "revise" and events[1]["trace"]["tags"] == ["fill", "night"]
+    s.close()
+    again = PathwayStore(log)
+    again.load()
+    assert again.get(kept.uid).tags == ("fill", "night") and again.get(cleared.uid).tags == ()
+
+
 def test_revise_needs_an_existing_predecessor():
     s = make_store()
     with pytest.raises(TraceNotFound, match="predecessor"):

@@ -178,6 +178,7 @@ ROUTE_CASES = [
     ("GET", "/v1/chat/providers", "chatd", "/chat/providers", ""),
     ("POST", "/v1/validate", "validatord", "/validate", ""),
     ("POST", "/v1/iterate?x=%2F%20&y", "validatord", "/iterate", "x=%2F%20&y"),
+    ("POST", "/v1/roster/reload", "validatord", "/roster/reload", ""),
 ]
 
 

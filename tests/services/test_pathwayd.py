@@ -45,7 +45,9 @@ async def test_health_and_the_nine_routes(pw):
 
     s, b = await call(pw, "POST", "/pathway/revise", {"predecessor_uid": a["uid"], "content": "v2"})
     assert s == 200 and b["predecessor_uid"] == a["uid"] and b["uid"] != a["uid"]
-    s, c = await call(pw, "POST", "/pathway/revise", {"predecessor_uid": b["uid"], "content": "v3"})
+    assert b["tags"] == ["fill"]  # the predecessor's tags, none given
+    s, c = await call(pw, "POST", "/pathway/revise", {"predecessor_uid": b["uid"], "content": "v3", "tags": []})
+    assert s == 200 and "tags" not in c  # [] clears them
 
     s, h = await call(pw, "GET", f"/pathway/history/{c['uid']}")
     assert s == 200 and [t["uid"] for t in h["traces"]] == [c["uid"], b["uid"], a["uid"]]
@@ -171,7 +173,8 @@ async def test_client_round_trip(aiohttp_server, config):
         assert (await c.update("x", 3))["content"] == 3
         assert (await c.get_trace(t2["uid"]))["predecessor_uid"] == t["uid"]
         assert len((await c.history(t2["uid"]))["traces"]) == 2
-        assert (await c.search("forklift", tags=["inbox"], limit=5))["total"] == 1
+        # the revision kept its predecessor's tag
+        assert (await c.search("forklift", tags=["inbox"], limit=5))["total"] == 2
         assert (await c.retire(t["uid"]))["retired"]
         assert (await c.stats())["retired"] == 1
         with pytest.raises(UpstreamError) as exc:

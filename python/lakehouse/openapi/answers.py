@@ -415,6 +415,14 @@ class Providers(msgspec.Struct):
 # -- validatord ---------------------------------------------------------------------------------
 
 
+class RosterState(msgspec.Struct):
+    source: str | None
+    count: int
+    skipped: int
+    loaded_at: float | None
+    last_error: str | None
+
+
 class Finding(msgspec.Struct):
     severity: Literal["Warning", "Info"]
     field: str | None

@@ -64,6 +64,7 @@ ROUTES: dict[str, str] = {
     "chat": "chatd",
     "validate": "validatord",
     "iterate": "validatord",
+    "roster": "validatord",  # ours: GET /roster, POST /roster/reload
 }
 
 #: RFC 9110 section 7.6.1 connection-specific headers, plus those the proxy sets itself

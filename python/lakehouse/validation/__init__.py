@@ -3,6 +3,8 @@
 * :mod:`.report`: :class:`ValidationError` (the reference's externally tagged wire form)
   and :class:`Report`;
 * :mod:`.workers`: the worker roster (tolerant JSONL rows, case-insensitive ids);
+* :mod:`.roster_source`: where the roster comes from (a file, or a dataset through queryd)
+  and reloading it;
 * :mod:`.validators`: the fill, email and playbook validators and :func:`validate`;
 * :mod:`.extract`: :func:`extract_json`;
 * :mod:`.iterate`: :func:`run_iterate`, the loop behind ``/iterate``;
@@ -22,6 +24,7 @@ from .iterate import (
     run_iterate,
 )
 from .report import Finding, Report, ValidationError
+from .roster_source import RosterSource, RosterUnavailable, load_dataset_roster
 from .session_log import SCHEMA, SessionLog
 from .validators import (
     KINDS,
@@ -45,6 +48,8 @@ __all__ = [
     "IterateOutcome",
     "IterateRequest",
     "Report",
+    "RosterSource",
+    "RosterUnavailable",
     "SessionLog",
     "UnknownKind",
     "ValidationError",
@@ -57,6 +62,7 @@ __all__ = [
     "extract_json_report",
     "grounded_in_roster",
     "inject_context",
+    "load_dataset_roster",
     "parse_worker",
     "run_iterate",
     "validate",
