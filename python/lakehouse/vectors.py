@@ -428,6 +428,9 @@ class NamedIndex:
         self._urgent = 0
         self._dropped = False
         self._last_start = float("-inf")  # the first save need not wait
+        if stale_segments:
+            # The snapshot that covers a replayed log waits its turn like any other save.
+            self._last_start = time.monotonic()
         self.last_save: dict[str, Any] | None = None
         #: the live count after the last mutation: read on hot paths instead of len(), which
         #: waits (holding the GIL) while a large add edits the index's id table
@@ -768,12 +771,20 @@ class VectorRegistry:
             stale_segments=stale_segments,
         )
 
-    def _open_wal(self, name: str, header: bytes, *, next_seq: int, eager: bool) -> WriteAheadLog | None:
+    def _open_wal(
+        self, name: str, header: bytes, *, next_seq: int, created: IndexParams | None = None
+    ) -> WriteAheadLog | None:
+        """The log of index ``name``. ``created``: a new index, whose first segment (marked
+        fresh: it starts at creation) is durable on return; otherwise the first segment
+        opens with the first write."""
         if self.wal_dir is None:
             return None
         sync = self.durability == "fsync"
-        if eager:
-            return WriteAheadLog.create(self.wal_dir, name, header, sync=sync, next_seq=next_seq)
+        if created is not None:
+            return WriteAheadLog.create(
+                self.wal_dir, name, encode_header(created, fresh=True), sync=sync,
+                next_seq=next_seq, later_header=header,
+            )
         return WriteAheadLog.open(self.wal_dir, name, header, sync=sync, next_seq=next_seq)
 
     # -- loading ----------------------------------------------------------------------------
@@ -811,25 +822,21 @@ class VectorRegistry:
         for name in sorted(set(snapshots) | set(logs)):
             segments = logs.get(name, [])
             index = snapshots.get(name)
-            header: bytes | None = None
             if segments:
                 try:
                     validate_name(name)
                 except ValueError:
                     log.warning("write-ahead log %r: not a valid index name, skipped", name)
                     continue
-                index, header, dropped = self._replay(name, index, segments)
+                index, dropped = self._replay(name, index, segments)
                 if dropped:
                     self._finish_drop(name)
                     continue
                 if index is None:
                     continue
             assert index is not None
-            if header is None or not segments:
-                header = _header_of(name, index)
-            wal = self._open_wal(
-                name, header, next_seq=segments[-1].seq + 1 if segments else 1, eager=False
-            )
+            header = _header_of(name, index)  # not fresh: later segments need the snapshot
+            wal = self._open_wal(name, header, next_seq=segments[-1].seq + 1 if segments else 1)
             entry = self._wrap(
                 name, index, saved=name in snapshots, wal=wal, stale_segments=bool(segments)
             )
@@ -842,15 +849,14 @@ class VectorRegistry:
 
     def _replay(
         self, name: str, index: VectorIndex | None, segments: list[wal_mod.Segment]
-    ) -> tuple[VectorIndex | None, bytes | None, bool]:
-        """Apply ``name``'s log segments over its snapshot: ``(index, header, dropped)``.
+    ) -> tuple[VectorIndex | None, bool]:
+        """Apply ``name``'s log segments over its snapshot: ``(index, dropped)``.
         A torn or corrupt frame ends its segment (it was never acknowledged). A log that
         cannot rebuild the index (no snapshot, and the log does not start at creation) is
         moved to the quarantine folder beside it."""
         assert self.wal_dir is not None
         applied = 0
         dropped = False
-        header_bytes: bytes | None = None
         for seg in segments:
             read = wal_mod.read_segment(seg.path)
             if read.torn:
@@ -872,7 +878,6 @@ class VectorRegistry:
                     index = _new_index(params)
                 elif index.dims != params.dimension:
                     raise ValueError(f"the header says {params.dimension} dimensions, the snapshot {index.dims}")
-                header_bytes = read.records[0]
                 for raw in read.records[1:]:
                     rec = decode_record(raw)
                     if rec[0] == "X":
@@ -886,11 +891,11 @@ class VectorRegistry:
                         applied += 1
             except (ValueError, KeyError, TypeError) as exc:
                 self._quarantine_log(name, segments, exc)
-                return None, None, False
+                return None, False
         self.replayed[name] = applied
         if applied:
             log.info("index %r: replayed %d log records", name, applied)
-        return index, header_bytes, dropped
+        return index, dropped
 
     def _quarantine_log(self, name: str, segments: list[wal_mod.Segment], exc: Exception) -> None:
         assert self.wal_dir is not None
@@ -939,7 +944,9 @@ class VectorRegistry:
             if self.wal_dir is not None:
                 # Leftovers of a dropped index of that name must not replay after this one.
                 wal_mod.delete_segments(self.wal_dir, params.name)
-                wal = self._open_wal(params.name, encode_header(params, fresh=True), next_seq=1, eager=True)
+                wal = self._open_wal(
+                    params.name, encode_header(params, fresh=False), next_seq=1, created=params
+                )
             entry = self._wrap(params.name, index, saved=False, wal=wal)
             with self._lock:
                 self._indexes[params.name] = entry

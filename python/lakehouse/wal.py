@@ -203,8 +203,9 @@ class _Record:
 
 @dataclass(slots=True)
 class _Control:
-    kind: str  # "rotate" | "checkpoint" | "close"
+    kind: str  # "rotate" | "checkpoint" | "barrier" | "close"
     seq: int = 0
+    done: threading.Event | None = None
 
 
 class WriteAheadLog:
@@ -241,14 +242,23 @@ class WriteAheadLog:
 
     @classmethod
     def create(
-        cls, directory: Path, stem: str, header: bytes, *, sync: bool, next_seq: int = 1
+        cls,
+        directory: Path,
+        stem: str,
+        header: bytes,
+        *,
+        sync: bool,
+        next_seq: int = 1,
+        later_header: bytes | None = None,
     ) -> WriteAheadLog:
         """Open a log whose next segment is ``next_seq``: the segment is created, its header
         written and (with ``sync``) made durable, directory entry included, before this
-        returns."""
+        returns. ``later_header``: the header of the segments after this one, if another."""
         wal = cls(directory, stem, header, sync=sync, next_seq=next_seq)
         wal.directory.mkdir(parents=True, exist_ok=True)
         wal._open_segment(next_seq)
+        if later_header is not None:
+            wal.header = later_header
         wal._start()
         return wal
 
@@ -330,6 +340,17 @@ class WriteAheadLog:
             self._queue.append(_Control("checkpoint", cut))
             self._cond.notify()
 
+    def barrier(self, timeout: float | None = None) -> bool:
+        """Wait until the writer has handled everything queued so far, records, rotations
+        and checkpoints alike (tests take a consistent copy of the files after it)."""
+        done = threading.Event()
+        with self._cond:
+            if self._closed:
+                return True
+            self._queue.append(_Control("barrier", done=done))
+            self._cond.notify()
+        return done.wait(timeout)
+
     def _result(self, lsn: int) -> None:
         """Raise the failure of ``lsn``'s batch, if it failed (call with ``_cond`` held)."""
         for lo, hi, exc in self._failures:
@@ -410,6 +431,10 @@ class WriteAheadLog:
             self._flush(records)
 
     def _control(self, item: _Control) -> None:
+        if item.kind == "barrier":
+            assert item.done is not None
+            item.done.set()
+            return
         try:
             if item.kind == "rotate":
                 self._open_segment(self._writing_seq + 1)
