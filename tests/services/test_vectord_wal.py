@@ -34,12 +34,18 @@ def registry(root: Path, **kw) -> VectorRegistry:
 
 
 def crash_image(reg: VectorRegistry, root: Path, dest: Path) -> Path:
-    for entry in reg.indexes():
-        if entry.wal is not None:
-            assert entry.wal.barrier(30)
-    # A save may be writing: its temporary file is never read at a start, so leave it out.
-    shutil.copytree(root, dest, ignore=shutil.ignore_patterns(".lh-tmp-*"))
-    return dest
+    for _ in range(20):
+        for entry in reg.indexes():
+            if entry.wal is not None:
+                assert entry.wal.barrier(30)
+        try:
+            # A save may be writing: its temporary file is never read at a start.
+            shutil.copytree(root, dest, ignore=shutil.ignore_patterns(".lh-tmp-*"))
+            return dest
+        except shutil.Error:
+            # A background save's checkpoint deleted a segment mid-copy: copy again.
+            shutil.rmtree(dest, ignore_errors=True)
+    raise AssertionError("no consistent copy of the data directory")
 
 
 def contents(reg: VectorRegistry, name: str) -> dict[str, tuple[np.ndarray, object]]:
