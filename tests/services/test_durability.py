@@ -23,7 +23,7 @@ import pytest
 from testkit import free_port
 
 WRITERS = 4
-CYCLES = 2
+CYCLES = 1
 
 
 class Proc:
@@ -106,9 +106,20 @@ def _present(p: Proc, daemon: str, keys: list[str]) -> set[str]:
     raise AssertionError(daemon)
 
 
-@pytest.mark.parametrize("daemon", ["storaged", "catalogd", "pathwayd", "observerd"])
-def test_acknowledged_writes_survive_sigkill(tmp_path, daemon):
-    p = Proc(daemon, tmp_path / "data", {})
+@pytest.mark.parametrize(
+    ("daemon", "env"),
+    [
+        ("storaged", {}),
+        ("catalogd", {}),
+        ("pathwayd", {}),
+        ("pathwayd", {"LAKEHOUSE_PATHWAYD_FSYNC": "true"}),  # group commit
+        ("observerd", {}),
+        ("observerd", {"LAKEHOUSE_OBSERVERD_FSYNC": "true"}),
+    ],
+    ids=["storaged", "catalogd", "pathwayd", "pathwayd-fsync", "observerd", "observerd-fsync"],
+)
+def test_acknowledged_writes_survive_sigkill(tmp_path, daemon, env):
+    p = Proc(daemon, tmp_path / "data", env)
     acked: list[str] = []
     errors: list[str] = []
     lock = threading.Lock()
