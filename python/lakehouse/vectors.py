@@ -18,8 +18,17 @@ upload whole), so a crash mid-save leaves the previous complete snapshot in plac
 Saves of one index start at most every ``save_min_interval`` seconds: under a steady stream
 of writes, each save carries every mutation since the previous one instead of rewriting a
 large index back to back. An explicit :meth:`NamedIndex.flush` (and :meth:`close`) skips
-that wait. What a crash can lose (the RPO): acknowledged mutations not yet covered by a
-finished save, i.e. at most ``save_min_interval`` plus one save's duration.
+that wait.
+
+**Write-ahead log** (docs/vectord.md). With ``wal_dir`` set, every mutation is applied and
+appended to the index's log (:mod:`lakehouse.wal`) under one lock, so the log's order is
+the order of application; :meth:`NamedIndex.add` returns once the record is durable
+(``add_logged`` + ``wait_logged_async`` let the daemon wait without a thread). A save takes
+that lock to cut the log and serialise the index together, and once the snapshot is stored
+deletes the segments before the cut. Records are blind writes per id (a set record carries
+each item's final metadata), so replaying one that a snapshot already holds changes
+nothing. :meth:`VectorRegistry.load_all` loads the snapshots, then replays the logs; torn
+tails are dropped (never acknowledged). Nothing acknowledged is lost on a crash.
 
 On start, :meth:`VectorRegistry.load_all` lists ``_vectors/`` and loads every ``<name>.lhv``.
 An object that fails the format's checks (truncated, corrupt) is never loaded: it is moved
