@@ -59,7 +59,8 @@ def run_threads(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
 
 
 def run_http(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
-    report = http_load.run(["--quick"] if args.quick else [])
+    # Both with the write-ahead log (the default, fsync) and without, for the log's cost.
+    report = http_load.run([*(["--quick"] if args.quick else []), "--durability", "fsync,none"])
     print(http_load.table(report), flush=True)
     return {**report, "command": cmd}
 

@@ -3,6 +3,7 @@
     python -m bench.http_load                       # both daemons, concurrency 1, 10, 50, 100
     python -m bench.http_load --targets matrixd --duration 10
     python -m bench.http_load --quick               # small and short (smoke runs)
+    python -m bench.http_load --targets vectord --workloads mixed --durability fsync,none
 
 Starts vectord, embedd and matrixd as subprocesses (``lakehouse.stack``, free 127.0.0.1
 ports, a fresh data directory), fills the index ``bench`` through vectord with ``--items``
@@ -128,21 +129,25 @@ def run(argv: list[str]) -> dict[str, Any]:
     vectors, queries = vl.make_data(args.items, args.dims, args.queries)
     targets = [t for t in args.targets.split(",") if t]
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as data_dir:
-        config = Config(data_dir=data_dir)
-        for name in DAEMONS:
-            config = config.replace(name, port=0)
-        log(f"[http] starting {', '.join(DAEMONS)} ...")
-        with running_stack(config, only=DAEMONS) as stack:
-            pids = {name: child.proc.pid for name, child in stack.children.items()}
-            results = [run_target(t, stack.urls, pids, args, vectors, queries) for t in targets]
+    results = []
+    for durability in [d for d in args.durability.split(",") if d]:
+        with tempfile.TemporaryDirectory(prefix="bench-http-") as data_dir:
+            config = Config(data_dir=data_dir).replace("vectord", durability=durability)
+            for name in DAEMONS:
+                config = config.replace(name, port=0)
+            log(f"[http] starting {', '.join(DAEMONS)} (vectord durability {durability}) ...")
+            with running_stack(config, only=DAEMONS) as stack:
+                pids = {name: child.proc.pid for name, child in stack.children.items()}
+                for t in targets:
+                    results.append(run_target(t, stack.urls, pids, args, vectors, queries))
+                    results[-1]["durability"] = durability
     return {
         "benchmark": "http",
         "command": command("bench.http_load", argv),
         "setup": {
             "items": args.items, "dims": args.dims, "queries": args.queries, "k": args.k,
             "duration_s": args.duration, "warmup_s": args.warmup, "add_every": args.add_every,
-            "procs": args.procs, "concurrency": args.concurrency,
+            "procs": args.procs, "concurrency": args.concurrency, "durability": args.durability,
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         },
@@ -161,9 +166,19 @@ def table(report: dict[str, Any]) -> str:
             client = "/".join(f"{x:.0f}" for x in c["client_cpu"]) + (" (saturated)" if c["client_saturated"] else "")
             daemons = ", ".join(f"{k} {v:.0f}" for k, v in (c.get("server_cpu_by_process") or {}).items())
             lines.append(
-                f"| {t['target']} | {c['workload']} | {c['ef']} ({c['recall_at_k']}) | {c['concurrency']} | {c['rps']:,.0f} | "
+                f"| {t['target']} ({t.get('durability', 'fsync')}) | {c['workload']} | {c['ef']} ({c['recall_at_k']}) | {c['concurrency']} | {c['rps']:,.0f} | "
                 f"{c['p50_ms']} / {c['p99_ms']} / {c['max_ms']} | {c['errors']} | {client} | {daemons} |"
             )
+    # The write-ahead log's cost: mixed add + search with each durability against "none".
+    mixed = {
+        (t["target"], t.get("durability", "fsync"), c["concurrency"]): c["rps"]
+        for t in report["targets"] for c in t["cells"] if c["workload"] == "mixed"
+    }
+    for (target, dur, conc), rps in sorted(mixed.items()):
+        base = mixed.get((target, "none", conc))
+        if dur != "none" and base:
+            lines.append(f"\n{target} mixed at concurrency {conc}: durability {dur} runs at "
+                         f"{rps / base:.2f}x the rate without a log ({rps:,.0f} vs {base:,.0f} req/s)")
     return "\n".join(lines)
 
 
@@ -181,6 +196,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--ef", default="default,20", help="vectord: ef values searched at (matrixd: default only)")
     ap.add_argument("--add-every", type=int, default=10)
     ap.add_argument("--procs", type=int, default=1, help="load generator processes")
+    ap.add_argument("--durability", default="fsync",
+                    help="vectord [vectord].durability values to run, comma-separated: fsync, os, "
+                         "none (no write-ahead log); e.g. fsync,none for the log's cost")
     ap.add_argument("--quick", action="store_true", help="300 items, concurrency 4, 0.3 s cells")
     ap.add_argument("--out", default=str(RESULTS / "http.json"))
     args = ap.parse_args(argv)

@@ -193,7 +193,7 @@ class VectordConfig(ServiceSection):
     #: a 10,000 x 768 add in JSON is about 150 MiB
     max_body_bytes: int = 512 * MiB
     #: seconds between the starts of two saves of one index: writes in between ride on the
-    #: next save (a crash loses at most this plus one save's duration of acknowledged writes)
+    #: next save (and stay in the write-ahead log until a save covers them)
     save_min_interval: float = 1.0
     #: seconds POST /vectors/index/{name}/save waits for the save before answering 504
     save_timeout: float = 300.0
@@ -201,9 +201,22 @@ class VectordConfig(ServiceSection):
     search_threads: int = 0
     #: threads running adds, deletes, merges and large-body decoding
     write_threads: int = 2
+    #: when a mutation is answered (docs/vectord.md, "Write-ahead log"): "fsync" once its
+    #: log record is on disk (survives power loss), "os" once the operating system has it
+    #: (survives a crash of the process), "none" no log (a crash loses what no snapshot holds)
+    durability: str = "fsync"
+    #: the write-ahead logs' directory, on the local disk even with the S3 backend;
+    #: relative paths are under data_dir
+    wal_dir: str = "wal/vectord"
 
     def validate(self, section: str) -> None:
         super().validate(section)
+        if self.durability not in ("fsync", "os", "none"):
+            raise ConfigError(
+                f"[{section}].durability: must be 'fsync', 'os' or 'none', got {self.durability!r}"
+            )
+        if not self.wal_dir.strip():
+            raise ConfigError(f"[{section}].wal_dir: must not be empty (durability = 'none' turns the log off)")
         if not self.save_min_interval >= 0:
             raise ConfigError(f"[{section}].save_min_interval: must be >= 0")
         if not self.save_timeout > 0:

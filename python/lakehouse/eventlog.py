@@ -9,8 +9,10 @@ session log appends to it (reopening the path per record, for logrotate). The gu
   places each write at the end of the file even when another process appends too.
 * **Flushed.** There is no user-space buffer: when :meth:`AppendLog.append` returns, the line
   is in the operating system's page cache and survives a crash of the process. With
-  ``fsync=True`` it is also on the disk (survives power loss), at the cost of one ``fsync``
-  per record.
+  ``fsync=True`` it is also on the disk (survives power loss). The fsync is a group commit:
+  :meth:`AppendLog.write` writes under the lock and returns a ticket, :meth:`AppendLog.sync`
+  (outside any caller's lock) waits until a ``fsync`` that began after the write has
+  finished; one caller runs it, and every writer that wrote before it began shares it.
 * **Tolerant replay.** :meth:`AppendLog.replay` yields the decoded objects in file order. A
   line that is not a JSON object (garbage, a torn write, a truncated last line) is skipped,
   counted and logged; replay never raises because of the file's content. When the file does
@@ -68,6 +70,13 @@ class AppendLog:
         self.reopen = reopen
         self._lock = threading.Lock()
         self._fd: int | None = None
+        # Group commit: records written so far, records covered by a finished fsync.
+        self._written = 0
+        self._synced = 0
+        self._syncing = False
+        self._sync_cond = threading.Condition()
+        #: fsyncs run (a test checks that concurrent writers share them)
+        self.syncs = 0
 
     # -- writing ----------------------------------------------------------------------
 
@@ -91,10 +100,17 @@ class AppendLog:
         return self._fd
 
     def append(self, record: Any) -> None:
-        """Append one record (anything orjson serialises; ``bytes`` are taken as JSON text).
+        """Append one record (anything orjson serialises; ``bytes`` are taken as JSON text)
+        and, with ``fsync``, wait until it is on disk.
 
         Raises ``OSError`` when the write fails; the caller decides whether that is fatal.
         """
+        self.sync(self.write(record))
+
+    def write(self, record: Any) -> int:
+        """Write one record to the operating system; returns the ticket :meth:`sync` takes.
+        Callers that hold a lock of their own call this under it and :meth:`sync` after
+        releasing it, so that concurrent writers share one fsync."""
         line = record if isinstance(record, bytes) else orjson.dumps(record)
         if b"\n" in line:
             # orjson never emits a raw newline; bytes handed in must not either.
@@ -104,16 +120,56 @@ class AppendLog:
             fd = self._open()
             try:
                 _write_all(fd, line)
-                if self.fsync:
-                    os.fsync(fd)
+                if self.fsync and self.reopen:
+                    os.fsync(fd)  # the file is closed next: no group commit in this mode
             finally:
                 if self.reopen:
                     os.close(fd)
                     self._fd = None
+            self._written += 1
+            if self.reopen:
+                self._synced = self._written
+            return self._written
+
+    def sync(self, ticket: int) -> None:
+        """With ``fsync``: return once record ``ticket`` is on disk (OSError if the fsync
+        failed). A no-op without ``fsync``."""
+        if not self.fsync:
+            return
+        with self._sync_cond:
+            while self._synced < ticket:
+                if self._syncing:
+                    self._sync_cond.wait()
+                    continue
+                self._syncing = True
+                break
+            else:
+                return
+        error: OSError | None = None
+        with self._lock:
+            target, fd = self._written, self._fd
+        try:
+            if fd is not None:
+                os.fsync(fd)
+                self.syncs += 1
+        except OSError as exc:
+            error = exc
+        with self._sync_cond:
+            self._syncing = False
+            if error is None:
+                self._synced = max(self._synced, target)
+            self._sync_cond.notify_all()
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:
+                if self.fsync:
+                    try:
+                        os.fsync(self._fd)
+                    except OSError as exc:
+                        log.error("%s: fsync at close failed: %s", self.path, exc)
                 os.close(self._fd)
                 self._fd = None
 

@@ -272,16 +272,25 @@ class Observer:
         return done
 
     def _store(self, ops: list[ObservedOp]) -> None:
+        ticket = 0
         with self._lock:
             for op in ops:
                 if self._log is not None:
                     try:
-                        self._log.append(msgspec.json.encode(op))
+                        ticket = self._log.write(msgspec.json.encode(op))
                     except OSError as exc:
                         # ADR-005 5.1: the ring is the in-flight truth; keep going.
                         self.persist_failures += 1
                         log.warning("observer: op log write failed: %s", exc)
                 self._ring.append(op)
+        if ticket and self._log is not None:
+            # With fsync: outside the lock, so concurrent recorders share one fsync.
+            try:
+                self._log.sync(ticket)
+            except OSError as exc:
+                with self._lock:
+                    self.persist_failures += 1
+                log.warning("observer: op log fsync failed: %s", exc)
 
     def record_inbox(self, req: InboxRequest, trace_id: str = "") -> InboxMessage:
         """Validate an inbox message and record it as an op with source ``inbox``."""

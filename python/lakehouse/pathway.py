@@ -342,13 +342,27 @@ class PathwayStore:
         )
         return report
 
-    def _persist(self, event: _Event) -> None:
+    def _persist(self, event: _Event) -> int:
+        """Write the event's line (the caller holds the lock); the ticket for :meth:`_durable`."""
         if self._log is None:
-            return
+            return 0
         try:
-            self._log.append(msgspec.json.encode(event))
+            return self._log.write(msgspec.json.encode(event))
         except OSError as exc:
             raise PersistError(exc.errno, f"event log write failed: {exc.strerror or exc}") from exc
+
+    def _durable(self, ticket: int) -> None:
+        """With fsync: wait (outside the lock, so concurrent changes share one fsync) until
+        the line is on disk. The change is applied already; a failed fsync is a PersistError
+        all the same: it was not made durable."""
+        if self._log is None or not ticket:
+            return
+        try:
+            self._log.sync(ticket)
+        except OSError as exc:
+            raise PersistError(
+                exc.errno, f"event log fsync failed: {exc.strerror or exc} (the change is applied)"
+            ) from exc
 
     def _apply(self, ev: _Event, compacted: bool = False) -> None:
         """Apply one event: the one place where the state changes, for replay and live alike.
@@ -406,10 +420,12 @@ class PathwayStore:
         else:
             raise ValueError(f"unknown op {ev.op!r}")
 
-    def _commit(self, event: _Event) -> None:
-        """Persist then apply (the caller holds the lock and has validated the change)."""
-        self._persist(event)
+    def _commit(self, event: _Event) -> int:
+        """Persist then apply (the caller holds the lock and has validated the change);
+        the ticket the caller passes to :meth:`_durable` once it has let the lock go."""
+        ticket = self._persist(event)
         self._apply(event, compacted=True)
+        return ticket
 
     # -- operations -------------------------------------------------------------------
 
@@ -434,8 +450,10 @@ class PathwayStore:
             uid = self._new_uid()
             while uid in self._traces:  # only an injected uid function can collide
                 uid = self._new_uid()
-            self._commit(self._new_trace_event("add", uid, data, tag_t))
-            return self._traces[uid]
+            ticket = self._commit(self._new_trace_event("add", uid, data, tag_t))
+            trace = self._traces[uid]
+        self._durable(ticket)
+        return trace
 
     def add_idempotent(
         self, uid: str, content: bytes | str, tags: Iterable[str] | None = None
@@ -447,11 +465,14 @@ class PathwayStore:
         _check_uid(uid)
         data, tag_t = compact_json(content), _check_tags(tags)
         with self._lock:
-            if uid in self._traces:
-                self._commit(_Event(op="replay", uid=uid))
-                return self._traces[uid], True
-            self._commit(self._new_trace_event("add", uid, data, tag_t))
-            return self._traces[uid], False
+            replayed = uid in self._traces
+            if replayed:
+                ticket = self._commit(_Event(op="replay", uid=uid))
+            else:
+                ticket = self._commit(self._new_trace_event("add", uid, data, tag_t))
+            trace = self._traces[uid]
+        self._durable(ticket)
+        return trace, replayed
 
     def update(
         self, uid: str, content: bytes | str, tags: Iterable[str] | None = None
@@ -465,7 +486,7 @@ class PathwayStore:
             cur = self._get(uid)
             if cur.retired:
                 raise TraceConflict(f"trace {uid!r} is retired; revise it instead")
-            self._commit(
+            ticket = self._commit(
                 _Event(
                     op="update",
                     uid=uid,
@@ -474,7 +495,9 @@ class PathwayStore:
                     at_ns=self._clock(),
                 )
             )
-            return self._traces[uid]
+            trace = self._traces[uid]
+        self._durable(ticket)
+        return trace
 
     def revise(
         self, predecessor_uid: str, content: bytes | str, tags: Iterable[str] | None = None
@@ -496,8 +519,10 @@ class PathwayStore:
             uid = self._new_uid()
             while uid in self._traces:
                 uid = self._new_uid()
-            self._commit(self._new_trace_event("revise", uid, data, tag_t, predecessor_uid))
-            return self._traces[uid]
+            ticket = self._commit(self._new_trace_event("revise", uid, data, tag_t, predecessor_uid))
+            trace = self._traces[uid]
+        self._durable(ticket)
+        return trace
 
     def retire(self, uid: str) -> Trace:
         """Mark retired (idempotent: retiring a retired trace changes nothing)."""
@@ -505,8 +530,10 @@ class PathwayStore:
             cur = self._get(uid)
             if cur.retired:
                 return cur
-            self._commit(_Event(op="retire", uid=uid, at_ns=self._clock()))
-            return self._traces[uid]
+            ticket = self._commit(_Event(op="retire", uid=uid, at_ns=self._clock()))
+            trace = self._traces[uid]
+        self._durable(ticket)
+        return trace
 
     def _get(self, uid: str, what: str = "trace") -> Trace:
         t = self._traces.get(uid)

@@ -523,6 +523,9 @@ class LocalStore(ObjectStore):
             return False
         except OSError as exc:
             raise StorageError(f"deleting {key!r}: {exc}") from exc
+        # The removal survives a power loss once the directory is synced (as a write's
+        # rename does), so a deleted object does not come back.
+        _fsync_dir(path.parent)
         # Prune directories the delete emptied, so prefixes don't linger as "a/" after "a/b".
         parent = path.parent
         while parent != self.root:

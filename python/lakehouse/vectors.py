@@ -18,8 +18,17 @@ upload whole), so a crash mid-save leaves the previous complete snapshot in plac
 Saves of one index start at most every ``save_min_interval`` seconds: under a steady stream
 of writes, each save carries every mutation since the previous one instead of rewriting a
 large index back to back. An explicit :meth:`NamedIndex.flush` (and :meth:`close`) skips
-that wait. What a crash can lose (the RPO): acknowledged mutations not yet covered by a
-finished save, i.e. at most ``save_min_interval`` plus one save's duration.
+that wait.
+
+**Write-ahead log** (docs/vectord.md). With ``wal_dir`` set, every mutation is applied and
+appended to the index's log (:mod:`lakehouse.wal`) under one lock, so the log's order is
+the order of application; :meth:`NamedIndex.add` returns once the record is durable
+(``add_logged`` + ``wait_logged_async`` let the daemon wait without a thread). A save takes
+that lock to cut the log and serialise the index together, and once the snapshot is stored
+deletes the segments before the cut. Records are blind writes per id (a set record carries
+each item's final metadata), so replaying one that a snapshot already holds changes
+nothing. :meth:`VectorRegistry.load_all` loads the snapshots, then replays the logs; torn
+tails are dropped (never acknowledged). Nothing acknowledged is lost on a crash.
 
 On start, :meth:`VectorRegistry.load_all` lists ``_vectors/`` and loads every ``<name>.lhv``.
 An object that fails the format's checks (truncated, corrupt) is never loaded: it is moved
@@ -38,17 +47,22 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
+import orjson
 
-from .index import DISTANCES, Hit, SaveCoalescer, VectorIndex
+from . import wal as wal_mod
+from .index import DISTANCES, Hit, SaveCoalescer, VectorIndex, _encode_metadata
 from .storage import ObjectNotFound, ObjectStore
+from .wal import WalError, WriteAheadLog
 
 __all__ = [
     "NAME_PATTERN",
@@ -62,6 +76,8 @@ __all__ = [
     "IndexExists",
     "ItemNotFound",
     "SaveFailed",
+    "WalError",
+    "DURABILITY_MODES",
     "IndexParams",
     "MergeResult",
     "NamedIndex",
@@ -86,6 +102,8 @@ MAX_EF = 100_000
 #: largest queries x k of one batch search
 MAX_BATCH_RESULTS = 1_000_000
 MAX_DIMENSION = 65_536
+#: [vectord].durability: when a mutation is answered (see the module docstring)
+DURABILITY_MODES = ("fsync", "os", "none")
 
 
 class VectorsError(Exception):
@@ -224,6 +242,164 @@ def decode_vectors(raws: Sequence[bytes | msgspec.Raw], dims: int, what: str = "
     return out
 
 
+# -- the write-ahead log's records ---------------------------------------------------------
+#
+# Records describe effects, not requests: a set record carries each item's final metadata
+# (the "keep" of a metadata-less upsert is resolved before logging), so every record is a
+# blind write per id (set or delete). Replaying a record whose effect a snapshot already holds
+# therefore changes nothing, and a snapshot need not say exactly which record it stops at:
+# replaying the whole log from a segment boundary at or before the snapshot's cut gives the
+# state the live index had. Layout (little endian; u32 arrays are raw numpy arrays):
+#
+#   H <json params>                                       header, first record of a segment
+#   S u32 n, u32 dims, u32[n] id lengths, ids (UTF-8),    set (upsert) n items
+#     float32[n * dims] vectors, u32[n] metadata lengths, metadata (the core's tagged bytes;
+#     length 0 = no metadata)
+#   D u32 n, u32[n] id lengths, ids                       delete
+#   X                                                     drop the index
+#   U                                                     undo the drop before it (it failed)
+
+_U32 = struct.Struct("<I")
+_SET_HEAD = struct.Struct("<cII")
+_DROP = b"X"
+_UNDROP = b"U"
+
+
+def _ids_parts(ids: Sequence[str]) -> tuple[bytes, bytes]:
+    encoded = [i.encode("utf-8", "surrogatepass") for i in ids]
+    lengths = np.fromiter((len(b) for b in encoded), dtype="<u4", count=len(encoded))
+    return lengths.tobytes(), b"".join(encoded)
+
+
+def _take_ids(payload: memoryview, pos: int, n: int) -> tuple[list[str], int]:
+    lengths = np.frombuffer(payload, dtype="<u4", count=n, offset=pos)
+    pos += 4 * n
+    out = []
+    for length in lengths.tolist():
+        out.append(bytes(payload[pos : pos + length]).decode("utf-8", "surrogatepass"))
+        pos += length
+    return out, pos
+
+
+def encode_header(params: IndexParams, fresh: bool) -> bytes:
+    """A segment's header: the index's parameters, and whether the log starts at creation
+    (``fresh``: replaying it from an empty index rebuilds the index without a snapshot)."""
+    return b"H" + orjson.dumps(
+        {
+            "name": params.name,
+            "dimension": params.dimension,
+            "distance": params.distance,
+            "m": params.m,
+            "ef_search": params.ef_search,
+            "ef_construction": params.ef_construction,
+            "fresh": fresh,
+        }
+    )
+
+
+def encode_set(ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[bytes]) -> list[Any]:
+    """The parts of a set record (``vectors`` is referenced, not copied)."""
+    id_lens, id_blob = _ids_parts(ids)
+    meta_lens = np.fromiter((len(m) for m in metadata), dtype="<u4", count=len(metadata))
+    n, dims = vectors.shape
+    return [
+        _SET_HEAD.pack(b"S", n, dims),
+        id_lens,
+        id_blob,
+        vectors,
+        meta_lens.tobytes(),
+        b"".join(metadata),
+    ]
+
+
+def encode_delete(ids: Sequence[str]) -> list[bytes]:
+    id_lens, id_blob = _ids_parts(ids)
+    return [b"D" + _U32.pack(len(ids)), id_lens, id_blob]
+
+
+def decode_record(payload: bytes) -> tuple[Any, ...]:
+    """``("H", params dict)``, ``("S", ids, vectors, metadata)``, ``("D", ids)``, ``("X",)``
+    or ``("U",)``; ValueError for anything else (a record whose checksum matched but which
+    this version cannot read)."""
+    kind = payload[:1]
+    view = memoryview(payload)
+    try:
+        if kind == b"H":
+            params = orjson.loads(payload[1:])
+            if not isinstance(params, dict):
+                raise ValueError("header is not an object")
+            return ("H", params)
+        if kind == b"S":
+            _, n, dims = _SET_HEAD.unpack_from(payload, 0)
+            ids, pos = _take_ids(view, _SET_HEAD.size, n)
+            vectors = np.frombuffer(payload, dtype="<f4", count=n * dims, offset=pos).reshape(n, dims)
+            pos += 4 * n * dims
+            lengths = np.frombuffer(payload, dtype="<u4", count=n, offset=pos)
+            pos += 4 * n
+            metadata = []
+            for length in lengths.tolist():
+                metadata.append(bytes(view[pos : pos + length]))
+                pos += length
+            if pos != len(payload):
+                raise ValueError("set record has trailing bytes")
+            return ("S", ids, vectors, metadata)
+        if kind == b"D":
+            (n,) = _U32.unpack_from(payload, 1)
+            ids, pos = _take_ids(view, 1 + _U32.size, n)
+            if pos != len(payload):
+                raise ValueError("delete record has trailing bytes")
+            return ("D", ids)
+        if payload in (_DROP, _UNDROP):
+            return (payload.decode(),)
+    except (struct.error, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"unreadable log record: {exc}") from exc
+    raise ValueError(f"unknown log record kind {bytes(kind)!r}")
+
+
+def _params_from_header(header: dict[str, Any]) -> IndexParams:
+    return IndexParams(
+        str(header["name"]),
+        int(header["dimension"]),
+        str(header["distance"]),
+        int(header["m"]),
+        int(header["ef_search"]),
+        int(header["ef_construction"]),
+    ).validate()
+
+
+def _new_index(params: IndexParams) -> VectorIndex:
+    return VectorIndex(
+        params.dimension,
+        params.distance,
+        m=params.m,
+        ef_construction=params.ef_construction,
+        ef_search=params.ef_search,
+    )
+
+
+def apply_record(index: VectorIndex, record: tuple[Any, ...]) -> None:
+    """Apply one set or delete record to ``index`` (replay; blind writes, so idempotent)."""
+    if record[0] == "S":
+        _, ids, vectors, metadata = record
+        if ids:
+            # The core's tagged bytes go in as they were logged (b"" clears).
+            index._ix.add(ids, np.ascontiguousarray(vectors, dtype=np.float32), metadata)
+    elif record[0] == "D" and record[1]:
+        index.delete(record[1])
+
+
+def _header_of(name: str, index: VectorIndex) -> bytes:
+    """The log header of a loaded index (its log does not start at creation)."""
+    st = index.stats()
+    params = IndexParams(name, st["dims"], st["distance"], st["m"], st["ef_search"], st["ef_construction"])
+    return encode_header(params, fresh=False)
+
+
+def _raw_metadata(index: VectorIndex, item: str) -> bytes:
+    meta = index._ix.get(item)[1]
+    return meta or b""
+
+
 class NamedIndex:
     """One named index, its saver and its persistence counters. See the module docstring."""
 
@@ -236,6 +412,8 @@ class NamedIndex:
         save_min_interval: float = 0.0,
         max_object_bytes: int | None = None,
         saved: bool = False,
+        wal: WriteAheadLog | None = None,
+        stale_segments: bool = False,
     ) -> None:
         self.name = name
         self.index = index
@@ -244,12 +422,24 @@ class NamedIndex:
         self._min_interval = save_min_interval
         self._max_bytes = max_object_bytes
         self._lock = threading.Lock()
+        #: held while a mutation is applied and logged, and while a save takes its snapshot
+        #: and cuts the log: the log's order is the order of application, and a snapshot
+        #: holds exactly the records before its cut
+        self._mutate = threading.Lock()
+        self.wal = wal
+        # The log position of the last cut, and whether segments from before this process
+        # (replayed at load) still wait for a snapshot to cover them.
+        self._cut_lsn = 0
+        self._stale_segments = stale_segments
         # Mutations bump _version; a finished save records the version it started from.
         self._version = 0
         self._saved_version = 0 if saved else -1
         self._urgent = 0
         self._dropped = False
         self._last_start = float("-inf")  # the first save need not wait
+        if stale_segments:
+            # The snapshot that covers a replayed log waits its turn like any other save.
+            self._last_start = time.monotonic()
         self.last_save: dict[str, Any] | None = None
         #: the live count after the last mutation: read on hot paths instead of len(), which
         #: waits (holding the GIL) while a large add edits the index's id table
@@ -261,17 +451,65 @@ class NamedIndex:
     def add(
         self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Any] | None = None
     ) -> tuple[int, int]:
-        """Upsert a batch (all or nothing; ValueError names the failing item)."""
-        result = self.index.add(ids, vectors, metadata)
-        self.changed()
+        """Upsert a batch (all or nothing; ValueError names the failing item); returns once
+        the batch is in the log (WalError if writing the log failed)."""
+        result, lsn = self.add_logged(ids, vectors, metadata)
+        self.wait_logged(lsn)
         return result
 
+    def add_logged(
+        self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Any] | None = None
+    ) -> tuple[tuple[int, int], int]:
+        """:meth:`add` without waiting for the log: ``((added, updated), lsn)``; pass the lsn
+        to :meth:`wait_logged` or :meth:`wait_logged_async` before acknowledging."""
+        lsn = 0
+        with self._mutate:
+            result = self.index.add(ids, vectors, metadata)
+            if self.wal is not None:
+                lsn = self._log_set(ids, vectors, metadata)
+        self.changed()
+        return result, lsn
+
+    def _log_set(self, ids: Sequence[str], vectors: Any, metadata: Sequence[Any] | None) -> int:
+        """Append the set record of an add that just succeeded (``_mutate`` is held)."""
+        ids = list(ids)
+        arr = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.index.dims)
+        meta: list[bytes] = []
+        for i, item in enumerate(ids):
+            m = None if metadata is None else metadata[i]
+            # None kept what the item had: log what it has now, so the record is a blind write.
+            raw = _raw_metadata(self.index, item) if m is None else _encode_metadata(i, m)
+            meta.append(raw or b"")
+        assert self.wal is not None
+        return self.wal.append(encode_set(ids, arr, meta))
+
     def delete(self, ids: Sequence[str]) -> int:
-        """Delete items by id (unknown ids are ignored); how many were deleted."""
-        n = self.index.delete(ids)
+        """Delete items by id (unknown ids are ignored); how many were deleted. Returns once
+        the delete is in the log."""
+        n, lsn = self.delete_logged(ids)
+        self.wait_logged(lsn)
+        return n
+
+    def delete_logged(self, ids: Sequence[str]) -> tuple[int, int]:
+        """:meth:`delete` without waiting for the log: ``(deleted, lsn)``."""
+        lsn = 0
+        with self._mutate:
+            n = self.index.delete(ids)
+            if n and self.wal is not None:
+                lsn = self.wal.append(encode_delete(list(ids)))
         if n:
             self.changed()
-        return n
+        return n, lsn
+
+    def wait_logged(self, lsn: int, timeout: float | None = None) -> None:
+        """Block until log record ``lsn`` (0: none) is durable; WalError if it failed."""
+        if lsn and self.wal is not None:
+            self.wal.wait(lsn, timeout)
+
+    async def wait_logged_async(self, lsn: int) -> None:
+        """:meth:`wait_logged` on an event loop (no thread waits)."""
+        if lsn and self.wal is not None:
+            await self.wal.wait_async(lsn)
 
     def changed(self) -> None:
         """Record a mutation and schedule a save (the caller does not wait for it)."""
@@ -387,6 +625,7 @@ class NamedIndex:
         if self._coalescer is not None:
             out.update(self._coalescer.stats())
         out["last_save"] = self.last_save
+        out["wal"] = self.wal.stats() if self.wal is not None else None
         return out
 
     # -- saving -----------------------------------------------------------------------------
@@ -402,16 +641,28 @@ class NamedIndex:
             time.sleep(min(0.02, max(0.0, wait_until - time.monotonic())))
         if self._dropped:
             return
-        with self._lock:
-            version = self._version
         start = time.monotonic()
         self._last_start = start
+        cut = 0
         try:
-            data = self.index.to_bytes()
+            with self._mutate:
+                # No mutation runs now: the snapshot holds exactly the records before the cut.
+                # (The core takes its own exclusive snapshot lock here anyway.)
+                with self._lock:
+                    version = self._version
+                wal = self.wal
+                if wal is not None and (wal.last_lsn != self._cut_lsn or self._stale_segments):
+                    cut = wal.rotate()
+                    self._cut_lsn = wal.last_lsn
+                data = self.index.to_bytes()
             self._store.put_bytes(self.key, data, max_bytes=self._max_bytes)
         except Exception as exc:
             log.error("saving index %r to %s failed: %s", self.name, self.key, exc)
             raise
+        if cut and wal is not None:
+            # The snapshot is durable: the segments before the cut are no longer needed.
+            wal.checkpoint(cut)
+            self._stale_segments = False
         with self._lock:
             self._saved_version = max(self._saved_version, version)
         self.last_save = {
@@ -460,6 +711,8 @@ class NamedIndex:
                 log.error("%s", exc)
             self._urgent += 1  # close() flushes again; it must not wait out the interval
         self._coalescer.close()
+        if save and self.wal is not None:
+            self.wal.close()
 
     def reopen(self) -> None:
         """Give a closed index a new saver (undoing :meth:`close` after a failed delete)."""
@@ -476,6 +729,10 @@ class VectorRegistry:
 
     ``save_min_interval``: seconds between the starts of two saves of one index.
     ``max_object_bytes``: largest saved object (storaged's ``_vectors/`` cap).
+    ``wal_dir``: where the write-ahead logs live (on the local disk whatever the store);
+    None, or ``durability="none"``, keeps no log (a crash loses what no snapshot holds).
+    ``durability``: "fsync" (a mutation returns once its log record is fsynced), "os" (once
+    it is written to the operating system), "none".
     """
 
     def __init__(
@@ -484,16 +741,34 @@ class VectorRegistry:
         *,
         save_min_interval: float = 1.0,
         max_object_bytes: int | None = None,
+        wal_dir: str | Path | None = None,
+        durability: str = "fsync",
     ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
         self.store = store
         self.save_min_interval = save_min_interval
         self.max_object_bytes = max_object_bytes
+        self.durability = durability
+        self.wal_dir = (
+            Path(wal_dir) if wal_dir is not None and store is not None and durability != "none" else None
+        )
         self._lock = threading.Lock()
         self._indexes: dict[str, NamedIndex] = {}
         self._dropping: set[str] = set()
         self.quarantined: list[str] = []
+        #: what the last load_all replayed: {name: records applied}, torn tails dropped
+        self.replayed: dict[str, int] = {}
+        self.torn_tails: list[str] = []
 
-    def _wrap(self, name: str, index: VectorIndex, saved: bool) -> NamedIndex:
+    def _wrap(
+        self,
+        name: str,
+        index: VectorIndex,
+        saved: bool,
+        wal: WriteAheadLog | None = None,
+        stale_segments: bool = False,
+    ) -> NamedIndex:
         return NamedIndex(
             name,
             index,
@@ -501,15 +776,34 @@ class VectorRegistry:
             save_min_interval=self.save_min_interval,
             max_object_bytes=self.max_object_bytes,
             saved=saved,
+            wal=wal,
+            stale_segments=stale_segments,
         )
+
+    def _open_wal(
+        self, name: str, header: bytes, *, next_seq: int, created: IndexParams | None = None
+    ) -> WriteAheadLog | None:
+        """The log of index ``name``. ``created``: a new index, whose first segment (marked
+        fresh: it starts at creation) is durable on return; otherwise the first segment
+        opens with the first write."""
+        if self.wal_dir is None:
+            return None
+        sync = self.durability == "fsync"
+        if created is not None:
+            return WriteAheadLog.create(
+                self.wal_dir, name, encode_header(created, fresh=True), sync=sync,
+                next_seq=next_seq, later_header=header,
+            )
+        return WriteAheadLog.open(self.wal_dir, name, header, sync=sync, next_seq=next_seq)
 
     # -- loading ----------------------------------------------------------------------------
 
     def load_all(self) -> list[str]:
-        """Load every saved index (see the module docstring); the names loaded."""
+        """Load every saved index, then replay the write-ahead logs over the snapshots (see
+        the module docstring); the names loaded."""
         if self.store is None:
             return []
-        loaded = []
+        snapshots: dict[str, VectorIndex] = {}
         for info in list(self.store.iter_list(VECTORS_PREFIX)):
             rest = info.key[len(VECTORS_PREFIX) :]
             if "/" in rest or not rest.endswith(SUFFIX):
@@ -527,15 +821,109 @@ class VectorRegistry:
             except ObjectNotFound:
                 continue  # deleted while we listed
             try:
-                index = VectorIndex.from_bytes(data)
+                snapshots[name] = VectorIndex.from_bytes(data)
             except ValueError as exc:
                 self._quarantine(info.key, name, data, exc)
                 continue
+            log.info("loaded index %r: %d items, %d bytes", name, len(snapshots[name]), len(data))
+        logs = wal_mod.list_segments(self.wal_dir) if self.wal_dir is not None else {}
+        loaded = []
+        for name in sorted(set(snapshots) | set(logs)):
+            segments = logs.get(name, [])
+            index = snapshots.get(name)
+            if segments:
+                try:
+                    validate_name(name)
+                except ValueError:
+                    log.warning("write-ahead log %r: not a valid index name, skipped", name)
+                    continue
+                index, dropped = self._replay(name, index, segments)
+                if dropped:
+                    self._finish_drop(name)
+                    continue
+                if index is None:
+                    continue
+            assert index is not None
+            header = _header_of(name, index)  # not fresh: later segments need the snapshot
+            wal = self._open_wal(name, header, next_seq=segments[-1].seq + 1 if segments else 1)
+            entry = self._wrap(
+                name, index, saved=name in snapshots, wal=wal, stale_segments=bool(segments)
+            )
             with self._lock:
-                self._indexes[name] = self._wrap(name, index, saved=True)
+                self._indexes[name] = entry
+            if self.replayed.get(name) or (segments and name not in snapshots):
+                entry.changed()  # a snapshot that covers the replayed log
             loaded.append(name)
-            log.info("loaded index %r: %d items, %d bytes", name, len(index), len(data))
         return loaded
+
+    def _replay(
+        self, name: str, index: VectorIndex | None, segments: list[wal_mod.Segment]
+    ) -> tuple[VectorIndex | None, bool]:
+        """Apply ``name``'s log segments over its snapshot: ``(index, dropped)``.
+        A torn or corrupt frame ends its segment (it was never acknowledged). A log that
+        cannot rebuild the index (no snapshot, and the log does not start at creation) is
+        moved to the quarantine folder beside it."""
+        assert self.wal_dir is not None
+        applied = 0
+        dropped = False
+        for seg in segments:
+            read = wal_mod.read_segment(seg.path)
+            if read.torn:
+                self.torn_tails.append(f"{seg.path.name}: {read.torn}")
+                log.warning("write-ahead log %s: %s; the rest of the segment is dropped (never acknowledged)",
+                            seg.path, read.torn)
+            if not read.records:
+                continue
+            try:
+                first = decode_record(read.records[0])
+                if first[0] != "H":
+                    raise ValueError("the segment does not start with a header")
+                params = _params_from_header(first[1])
+                if params.name != name:
+                    raise ValueError(f"the header names index {params.name!r}")
+                if index is None:
+                    if not first[1].get("fresh"):
+                        raise ValueError("no snapshot, and the log does not start at the index's creation")
+                    index = _new_index(params)
+                elif index.dims != params.dimension:
+                    raise ValueError(f"the header says {params.dimension} dimensions, the snapshot {index.dims}")
+                for raw in read.records[1:]:
+                    rec = decode_record(raw)
+                    if rec[0] == "X":
+                        dropped = True
+                    elif rec[0] == "U":
+                        dropped = False
+                    elif rec[0] == "H":
+                        raise ValueError("a header in the middle of a segment")
+                    else:
+                        apply_record(index, rec)
+                        applied += 1
+            except (ValueError, KeyError, TypeError) as exc:
+                self._quarantine_log(name, segments, exc)
+                return None, False
+        self.replayed[name] = applied
+        if applied:
+            log.info("index %r: replayed %d log records", name, applied)
+        return index, dropped
+
+    def _quarantine_log(self, name: str, segments: list[wal_mod.Segment], exc: Exception) -> None:
+        assert self.wal_dir is not None
+        folder = self.wal_dir / "quarantine"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = int(time.time())
+        for seg in segments:
+            dest = folder / f"{stamp}.{seg.path.name}"
+            seg.path.rename(dest)
+            self.quarantined.append(str(dest))
+        log.error("index %r: its write-ahead log cannot be replayed (%s); moved to %s, not loaded",
+                  name, exc, folder)
+
+    def _finish_drop(self, name: str) -> None:
+        """A drop was logged but not finished before a crash: finish it."""
+        assert self.store is not None and self.wal_dir is not None
+        self.store.delete(object_key(name))
+        wal_mod.delete_segments(self.wal_dir, name)
+        log.info("index %r: finished a drop interrupted by a crash", name)
 
     def _quarantine(self, key: str, name: str, data: bytes, exc: Exception) -> None:
         assert self.store is not None
@@ -548,23 +936,32 @@ class VectorRegistry:
     # -- the set of indexes -----------------------------------------------------------------
 
     def create(self, params: IndexParams) -> NamedIndex:
-        """A new, empty index (ValueError for bad params, IndexExists for a taken name);
-        its first save is scheduled at once so it survives a restart."""
+        """A new, empty index (ValueError for bad params, IndexExists for a taken name).
+        With a log, the index's first log segment (its parameters) is durable when this
+        returns; its first save is scheduled at once as well. Blocking (an fsync)."""
         params.validate()
-        index = VectorIndex(
-            params.dimension,
-            params.distance,
-            m=params.m,
-            ef_construction=params.ef_construction,
-            ef_search=params.ef_search,
-        )
+        index = _new_index(params)
         with self._lock:
             if params.name in self._indexes:
                 raise IndexExists(params.name)
             if params.name in self._dropping:
                 raise IndexExists(params.name, "is being deleted; retry")
-            entry = self._wrap(params.name, index, saved=False)
-            self._indexes[params.name] = entry
+            # Reserve the name while the log is created.
+            self._dropping.add(params.name)
+        try:
+            wal = None
+            if self.wal_dir is not None:
+                # Leftovers of a dropped index of that name must not replay after this one.
+                wal_mod.delete_segments(self.wal_dir, params.name)
+                wal = self._open_wal(
+                    params.name, encode_header(params, fresh=False), next_seq=1, created=params
+                )
+            entry = self._wrap(params.name, index, saved=False, wal=wal)
+            with self._lock:
+                self._indexes[params.name] = entry
+        finally:
+            with self._lock:
+                self._dropping.discard(params.name)
         entry.changed()
         return entry
 
@@ -589,10 +986,12 @@ class VectorRegistry:
         return len(self._indexes)
 
     def drop(self, name: str) -> None:
-        """Remove an index and its saved object (blocking: waits for a save in flight).
+        """Remove an index, its saved object and its log (blocking: waits for a save in
+        flight).
 
-        If the object cannot be removed, the index is put back and SaveFailed is raised, so
-        a failed delete changes nothing (a restart would otherwise bring it back).
+        The drop is logged first, so a crash part-way is finished at the next start. If the
+        object cannot be removed, the drop is undone in the log, the index is put back and
+        SaveFailed is raised: a failed delete changes nothing.
         """
         with self._lock:
             entry = self._indexes.pop(name, None)
@@ -601,14 +1000,35 @@ class VectorRegistry:
             self._dropping.add(name)
         try:
             entry.close(save=False)
+            wal = entry.wal
+            if wal is not None:
+                try:
+                    wal.wait(wal.append([_DROP]))
+                except WalError as exc:
+                    entry.reopen()
+                    with self._lock:
+                        self._indexes[name] = entry
+                    raise SaveFailed(f"logging the delete of {name!r} failed: {exc}") from exc
             if self.store is not None:
                 try:
                     self.store.delete(entry.key)
                 except Exception as exc:
+                    if wal is not None:
+                        # Best effort: if this fails too, a restart finishes the drop.
+                        try:
+                            wal.wait(wal.append([_UNDROP]))
+                        except WalError:
+                            log.exception("index %r: undoing the logged drop failed", name)
                     entry.reopen()
                     with self._lock:
                         self._indexes[name] = entry
                     raise SaveFailed(f"removing {entry.key} failed: {exc}") from exc
+            if wal is not None:
+                try:
+                    wal.destroy()
+                except OSError as exc:
+                    # The logged drop stays: the next start finishes it.
+                    log.error("index %r: removing its log failed: %s", name, exc)
         finally:
             with self._lock:
                 self._dropping.discard(name)
@@ -636,6 +1056,8 @@ class VectorRegistry:
             )
         merged = skipped = failed = cleared = 0
         errors: list[str] = []
+        # Each chunk is logged as it goes; the merge returns once every record is durable.
+        pending: list[tuple[NamedIndex, int]] = []
         ids = src.index.ids()
         for start in range(0, len(ids), chunk):
             batch_ids: list[str] = []
@@ -656,20 +1078,28 @@ class VectorRegistry:
                 metadata.append({} if meta is None else meta)
             if not batch_ids:
                 continue
-            done, bad = self._merge_batch(dst, batch_ids, np.stack(vectors), metadata)
+            done, bad = self._merge_batch(dst, batch_ids, np.stack(vectors), metadata, pending)
             merged += len(done)
             failed += len(bad)
             errors.extend(bad[: max(0, 10 - len(errors))])  # a sample, not thousands
             if clear_source and done:
-                cleared += src.delete(done)
+                n, lsn = src.delete_logged(done)
+                cleared += n
+                pending.append((src, lsn))
+        for entry, lsn in pending:
+            entry.wait_logged(lsn)
         return MergeResult(source, dest, merged, skipped, failed, cleared, errors)
 
     @staticmethod
     def _merge_batch(
-        dst: NamedIndex, ids: list[str], vectors: np.ndarray, metadata: list[Any]
+        dst: NamedIndex,
+        ids: list[str],
+        vectors: np.ndarray,
+        metadata: list[Any],
+        pending: list[tuple[NamedIndex, int]],
     ) -> tuple[list[str], list[str]]:
         try:
-            dst.add(ids, vectors, metadata)
+            pending.append((dst, dst.add_logged(ids, vectors, metadata)[1]))
             return ids, []
         except ValueError:
             pass
@@ -677,7 +1107,7 @@ class VectorRegistry:
         done, bad = [], []
         for i, item in enumerate(ids):
             try:
-                dst.add([item], vectors[i : i + 1], [metadata[i]])
+                pending.append((dst, dst.add_logged([item], vectors[i : i + 1], [metadata[i]])[1]))
                 done.append(item)
             except ValueError as exc:
                 bad.append(f"{item}: {str(exc).removeprefix('item 0: ')}")

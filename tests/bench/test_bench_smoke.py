@@ -122,7 +122,11 @@ def test_threads_quick(runs) -> None:
 def test_http_quick(runs) -> None:
     report, results = result(runs, "http")
     check_machine(report)
-    assert [t["target"] for t in report["targets"]] == ["vectord", "matrixd"]
+    # With vectord's write-ahead log (fsync) and without (none): the log's cost.
+    assert [(t["target"], t["durability"]) for t in report["targets"]] == [
+        ("vectord", "fsync"), ("matrixd", "fsync"), ("vectord", "none"), ("matrixd", "none")
+    ]
+    assert "durability fsync runs at" in (results / "SUMMARY.md").read_text()
     assert report["errors"] == 0
     for t in report["targets"]:
         assert t["recall_at_k"]["default"] >= 0.9

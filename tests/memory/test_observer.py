@@ -99,7 +99,7 @@ def test_persist_failure_is_not_fatal(tmp_path, monkeypatch):
     def broken(self, record):
         raise OSError(5, "I/O error")
 
-    monkeypatch.setattr(AppendLog, "append", broken)
+    monkeypatch.setattr(AppendLog, "write", broken)
     obs.record(ObservedOp(endpoint="/still-here"))
     assert len(obs) == 1 and obs.stats()["persist_failures"] == 1
 

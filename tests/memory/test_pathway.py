@@ -293,7 +293,7 @@ def test_a_failed_log_write_applies_nothing(tmp_path, monkeypatch):
     def full_disk(self, record):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(AppendLog, "append", full_disk)
+    monkeypatch.setattr(AppendLog, "write", full_disk)
     with pytest.raises(PersistError, match="No space"):
         s.add("2")
     with pytest.raises(PersistError):

@@ -15,8 +15,10 @@ Routes (docs/vectord.md has the shapes, defaults and decisions):
 - ``POST   /vectors/index/{src}/merge``     ``{dest, clear_source?}`` -> counts
 - ``POST   /vectors/index/{name}/save``     returns once the index is durable
 
-Every mutation schedules a coalesced save to ``_vectors/<name>.lhv`` and answers without
-waiting for it. Native calls (searches, adds) run on two bounded thread pools, one for reads
+A mutation (create, add, delete, merge, drop) is answered once it is in the index's
+write-ahead log (``[vectord].durability``: fsynced by default; concurrent writers share one
+fsync, see :mod:`lakehouse.wal`); a failed log write is 503. Every mutation also schedules a
+coalesced snapshot save to ``_vectors/<name>.lhv``, which truncates the log it covers. Native calls (searches, adds) run on two bounded thread pools, one for reads
 and one for writes, so a long add never queues searches behind it; the core releases the GIL.
 Single searches that arrive together share one trip to a read thread (:class:`SearchBatcher`).
 Metadata is kept as the client's raw JSON bytes and written back into answers unparsed.
@@ -50,6 +52,7 @@ from ..vectors import (
     NamedIndex,
     SaveFailed,
     VectorRegistry,
+    WalError,
     decode_vectors,
     is_empty_object,
 )
@@ -316,11 +319,14 @@ async def handle_create(request: web.Request) -> web.Response:
         body.name, body.dimension, body.distance, body.m, body.ef_search, body.ef_construction
     )
     try:
-        entry = _state(request).registry.create(params)
+        # Off the loop: with a log, creating the index's first segment is an fsync.
+        entry = await asyncio.to_thread(_state(request).registry.create, params)
     except ValueError as exc:
         raise ApiError.bad_request(str(exc)) from None
     except IndexExists as exc:
         raise ApiError.conflict(str(exc)) from None
+    except (OSError, SaveFailed) as exc:
+        raise ApiError(503, f"creating index {params.name!r} failed: {exc}") from None
     return json_response(entry.params(), status=201)
 
 
@@ -357,10 +363,18 @@ async def handle_add(request: web.Request) -> web.Response:
     if not ids:
         return json_response({"added": 0, "updated": 0})
     try:
-        added, updated = await state.write(entry.add, ids, vectors, metadata)
+        (added, updated), lsn = await state.write(entry.add_logged, ids, vectors, metadata)
+        # The answer waits for the log record, but no thread does (group commit).
+        await entry.wait_logged_async(lsn)
     except ValueError as exc:
         raise ApiError.bad_request(str(exc)) from None
+    except WalError as exc:
+        raise _not_durable(exc) from None
     return json_response({"added": added, "updated": updated})
+
+
+def _not_durable(exc: WalError) -> ApiError:
+    return ApiError(503, f"{exc}; the change is applied in memory but may not survive a crash")
 
 
 async def handle_search(request: web.Request) -> web.Response:
@@ -396,7 +410,13 @@ async def handle_delete_items(request: web.Request) -> web.Response:
     state = _state(request)
     body = decode_json(await request.read(), DeleteItemsRequest)
     entry = _index(request)
-    deleted = await state.write(entry.delete, body.ids)
+    try:
+        deleted, lsn = await state.write(entry.delete_logged, body.ids)
+        await entry.wait_logged_async(lsn)
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc)) from None
+    except WalError as exc:
+        raise _not_durable(exc) from None
     return json_response({"deleted": deleted})
 
 
@@ -427,6 +447,8 @@ async def handle_merge(request: web.Request) -> web.Response:
         raise ApiError.bad_request(str(exc)) from None
     except IndexNotFound as exc:  # dropped while the merge ran
         raise ApiError.not_found(str(exc)) from None
+    except WalError as exc:
+        raise _not_durable(exc) from None
     return json_response(result.to_json())
 
 
@@ -458,6 +480,8 @@ async def _vectord_ctx(app: web.Application) -> AsyncIterator[None]:
         store,
         save_min_interval=section.save_min_interval,
         max_object_bytes=put_limit(config.storaged, "_vectors/"),
+        wal_dir=config.path(section.wal_dir),
+        durability=section.durability,
     )
     try:
         loaded = await asyncio.to_thread(registry.load_all)
