@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,7 +47,7 @@ def test_failures_name_the_daemon():
     assert failure_message(UpstreamError("matrixd", 502, "vectord down"), gw) == "matrixd failed (502): vectord down"
     assert failure_message(UpstreamError("chatd", 504, "provider timeout"), gw) == "chatd timed out (504): provider timeout"
     try:
-        raise UpstreamError("chatd", None, "timed out") from asyncio.TimeoutError()
+        raise UpstreamError("chatd", None, "timed out") from TimeoutError()
     except UpstreamError as exc:
         assert failure_message(exc, gw).startswith("chatd did not answer in time")
     down = failure_message(UpstreamError("embedd", None, "unreachable"), gw)

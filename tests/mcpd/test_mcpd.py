@@ -9,6 +9,7 @@ truncation with a paging note, the observerd witness with the trace id, auth on 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -23,8 +24,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from lakehouse.configfile import dump_toml
 from lakehouse.config import load_config
+from lakehouse.configfile import dump_toml
 from lakehouse.mcp import TOOL_NAMES, TRACE_META_KEY
 from lakehouse.services import DAEMONS
 from lakehouse.stack import health, running_stack
@@ -264,7 +265,7 @@ def _mcpd_with_token(stack, tmp_path, token: str):
     cfg = stack.config.replace("mcpd", port=port, gateway_url=stack.urls["gateway"])
     path = tmp_path / "auth.toml"
     path.write_text(dump_toml(cfg))
-    env = {**__import__("os").environ, "AUTH_TOKEN": token}
+    env = {**os.environ, "AUTH_TOKEN": token}
     proc = subprocess.Popen([sys.executable, "-m", "lakehouse", "serve", "mcpd", "--config", str(path)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -286,7 +287,9 @@ async def test_http_auth_is_the_gateways(stack, tmp_path):
                             headers={"Authorization": "Bearer wrong"})
         assert status == 401 and body["error"]["message"] == "invalid bearer token"
         assert health(base) == "mcpd"  # /health stays open
-        async with httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"}) as hc:
-            async with Client(streamable_http_client(f"{base}/mcp", http_client=hc)) as c:
-                assert len((await c.list_tools()).tools) == len(TOOL_NAMES)
-                assert answer(await c.call_tool("list_datasets", {}))["count"] == 1
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"}) as hc,
+            Client(streamable_http_client(f"{base}/mcp", http_client=hc)) as c,
+        ):
+            assert len((await c.list_tools()).tools) == len(TOOL_NAMES)
+            assert answer(await c.call_tool("list_datasets", {}))["count"] == 1
