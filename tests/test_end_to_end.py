@@ -55,7 +55,7 @@ def outcome(stack):
 
 
 def test_the_whole_stack_runs_on_free_loopback_ports(stack):
-    assert set(stack.urls) == set(DAEMONS) and len(DAEMONS) == 12
+    assert set(stack.urls) == set(DAEMONS) and len(DAEMONS) == 13
     defaults = load_config(env={})
     for name, url in stack.urls.items():
         assert url.startswith("http://127.0.0.1:")

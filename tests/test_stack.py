@@ -57,7 +57,8 @@ def all_ports_zero(config: Config) -> Config:
 
 def test_select_daemons_puts_dependencies_first_and_the_gateway_last():
     order = select_daemons()
-    assert set(order) == set(DAEMONS) and order[-1] == "gateway"
+    # the gateway comes after every daemon it fronts; mcpd, which calls through it, last
+    assert set(order) == set(DAEMONS) and order[-2:] == ["gateway", "mcpd"]
     for name in order:
         for req in DAEMONS[name].requires:
             assert order.index(req) < order.index(name)
@@ -71,7 +72,7 @@ def test_select_daemons_puts_dependencies_first_and_the_gateway_last():
 def test_stop_order_is_dependants_first():
     selected = select_daemons()
     groups = _stop_groups(selected)
-    assert groups[0] == ["gateway"]
+    assert groups[0] == ["mcpd"] and groups[1] == ["gateway"]
     position = {n: i for i, g in enumerate(groups) for n in g}
     assert sorted(position) == sorted(selected)
     for name in selected:
@@ -395,7 +396,7 @@ def test_doctor_reports_reachability_and_never_prints_secrets(tmp_path, monkeypa
     assert f"storaged    http://127.0.0.1:{port}" in out
     storaged_line = next(line for line in out.splitlines() if line.strip().startswith("storaged"))
     assert storaged_line.endswith("up")
-    assert "1 of 12 answering" in out
+    assert "1 of 13 answering" in out
     assert "on: bearer token from $AUTH_TOKEN, 1 secondary token(s)" in out
     assert "openrouter: registered" in out and "OPENROUTER_API_KEY" in out
     assert "kimi: not registered (no API key in $KIMI_API_KEY)" in out

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
     "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
+    "mcp": ("lakehouse.services.mcpd:stdio_main", "the MCP server on stdio, for desktop MCP clients"),
 }
 
 
@@ -54,6 +55,10 @@ def serve_main(argv: list[str]) -> int:
         config = config.replace(args.name, **changes)
     setup_logging(args.name)
     section = config.section(args.name)
+    module = importlib.import_module(DAEMONS[args.name].module)
+    if hasattr(module, "serve"):  # not an aiohttp app (mcpd: the MCP SDK's ASGI app)
+        module.serve(config)
+        return 0
     app = app_factory(args.name)(config)
     run_app(app, section.host, section.port, config.auth)
     return 0

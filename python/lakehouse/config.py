@@ -57,6 +57,7 @@ DAEMON_PORTS: dict[str, int] = {
     "observerd": 3219,
     "chatd": 3220,
     "validatord": 3221,
+    "mcpd": 3222,
 }
 
 
@@ -393,6 +394,38 @@ class ValidatordConfig(ServiceSection):
 
 
 @dataclass(frozen=True)
+class McpdConfig(ServiceSection):
+    """The MCP server (docs/mcp.md): streamable HTTP at ``/mcp``; ``lakehouse mcp`` is stdio."""
+
+    port: int = DAEMON_PORTS["mcpd"]
+    #: gateway base URL every tool calls through; "" = derived from [gateway] host and port
+    gateway_url: str = ""
+    #: seconds one tool's gateway call may take (iterate and chat can take minutes)
+    call_timeout: float = 600.0
+    #: characters of JSON one tool answer may hold; longer answers are cut with a paging note
+    max_answer_chars: int = 60_000
+    #: rows the sql tool returns per call (page on with its offset argument)
+    sql_max_rows: int = 200
+    #: entries one lakehouse://playbook/{corpus} read returns at most
+    playbook_max_entries: int = 500
+    #: record every tool call in observerd (source "mcp"); failures to record never fail a call
+    witness: bool = True
+    #: seconds the observerd witness call may take before it is dropped
+    witness_timeout: float = 2.0
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        for name in ("call_timeout", "witness_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
+        for name in ("max_answer_chars", "sql_max_rows", "playbook_max_entries"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[{section}].{name}: must be positive")
+        if self.max_answer_chars < 1000:
+            raise ConfigError(f"[{section}].max_answer_chars: must be at least 1000")
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     """ADR-003 / ADR-006: bearer token plus an IP allow-list; an empty token disables auth."""
 
@@ -477,6 +510,7 @@ SECTIONS: dict[str, type] = {
     "observerd": ObserverdConfig,
     "chatd": ChatdConfig,
     "validatord": ValidatordConfig,
+    "mcpd": McpdConfig,
     "auth": AuthConfig,
     "s3": S3Config,
     "models": ModelsConfig,
@@ -498,6 +532,7 @@ class Config:
     observerd: ObserverdConfig = field(default_factory=ObserverdConfig)
     chatd: ChatdConfig = field(default_factory=ChatdConfig)
     validatord: ValidatordConfig = field(default_factory=ValidatordConfig)
+    mcpd: McpdConfig = field(default_factory=McpdConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     s3: S3Config = field(default_factory=S3Config)
     models: ModelsConfig = field(default_factory=ModelsConfig)

@@ -19,11 +19,12 @@ What :class:`Stack` does, in order:
    as ``python -m lakehouse.stack NAME --config FILE`` (``lakehouse serve``, plus dying
    with the supervisor), with ``LAKEHOUSE_<SECTION>_*`` overrides removed from its
    environment (they are already applied in the file). A daemon starts once every daemon
-   it requires answers ``GET /health``; the gateway starts last. Daemons without
-   requirements start together.
+   it requires answers ``GET /health``; the gateway starts after every other daemon except
+   those that call through it (mcpd), which start last. Daemons without requirements start
+   together.
 3. Streams every daemon's output line by line, prefixed by its name, and keeps the last
    lines of each for error messages.
-4. Stops in reverse order (the gateway first, storaged last): SIGTERM, then SIGKILL after
+4. Stops in reverse order (mcpd and the gateway first, storaged last): SIGTERM, then SIGKILL after
    ``grace`` seconds. Daemons run in their own process group, so a terminal's Ctrl-C
    reaches only the supervisor, which then stops them in that order.
 """
@@ -79,7 +80,8 @@ def default_launcher(name: str, config_path: Path) -> list[str]:
 
 
 def select_daemons(only: Iterable[str] | None = None) -> list[str]:
-    """The daemons to run, in start order (dependencies first, the gateway last)."""
+    """The daemons to run, in start order (dependencies first, then the gateway, then the
+    daemons that call through it)."""
     if only is None:
         chosen = set(DAEMONS)
     else:
@@ -91,9 +93,15 @@ def select_daemons(only: Iterable[str] | None = None) -> list[str]:
             )
         if not chosen:
             raise StackError("no daemon selected")
-    return [n for n in DAEMONS if n in chosen and n != "gateway"] + (
+    front = [n for n in DAEMONS if n in chosen and _behind_gateway(n)]
+    return [n for n in DAEMONS if n in chosen and n != "gateway" and n not in front] + (
         ["gateway"] if "gateway" in chosen else []
-    )
+    ) + front
+
+
+def _behind_gateway(name: str) -> bool:
+    """True for a daemon that calls through the gateway (mcpd): it starts after the gateway."""
+    return "gateway" in DAEMONS[name].requires
 
 
 def missing_modules(names: Iterable[str]) -> list[str]:
@@ -104,7 +112,7 @@ def missing_modules(names: Iterable[str]) -> list[str]:
 def _depends_on(name: str, selected: list[str]) -> list[str]:
     """What ``name`` waits for: its requirements, and for the gateway every other daemon."""
     if name == "gateway":
-        return [n for n in selected if n != "gateway"]
+        return [n for n in selected if n != "gateway" and not _behind_gateway(n)]
     return [r for r in DAEMONS[name].requires if r in selected]
 
 

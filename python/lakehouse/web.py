@@ -56,6 +56,7 @@ __all__ = [
     "trace_id",
     "adopt_trace_id",
     "valid_trace_id",
+    "AuthGate",
 ]
 
 log = logging.getLogger("lakehouse")
@@ -307,35 +308,56 @@ def _header_bytes(value: str) -> bytes:
         return value.encode("utf-8", "backslashreplace")
 
 
-def auth_middleware(auth: AuthConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """ADR-003 / ADR-006: allow-list (403), then bearer token (401); /health is always open.
+class AuthGate:
+    """ADR-003 / ADR-006 as a check any server can apply (aiohttp here, mcpd's ASGI app).
 
-    An empty token makes the middleware a no-op (development mode). Token comparison is
-    constant-time against pre-encoded ``Bearer <token>`` headers.
+    :meth:`check` answers None (let the request through) or ``(status, message)``: 403 for an
+    address outside the allow-list, then 401 for a missing or wrong bearer token. An empty
+    token makes the gate open (development mode). Token comparison is constant-time against
+    pre-encoded ``Bearer <token>`` headers.
     """
-    expected = [f"Bearer {t}".encode() for t in auth.tokens()]
-    networks = [ipaddress.ip_network(c, strict=False) for c in auth.allowed_ips]
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not expected or request.path == "/health":
-            return await handler(request)
-        if networks:
-            remote = request.remote or ""
+    def __init__(self, auth: AuthConfig) -> None:
+        self.expected = [f"Bearer {t}".encode() for t in auth.tokens()]
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in auth.allowed_ips]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.expected)
+
+    def check(self, remote: str | None, authorization: bytes) -> tuple[int, str] | None:
+        if not self.expected:
+            return None
+        if self.networks:
+            remote = remote or ""
             try:
                 addr = ipaddress.ip_address(remote.split("%", 1)[0])
             except ValueError:
                 addr = None
-            if addr is None or not any(addr in net for net in networks):
-                return error_response(403, f"address {remote or '?'} is not allowed")
-        given = _header_bytes(request.headers.get("Authorization", ""))
+            if addr is None or not any(addr in net for net in self.networks):
+                return 403, f"address {remote or '?'} is not allowed"
         ok = False
-        for candidate in expected:
+        for candidate in self.expected:
             # compare every candidate so the time taken does not say which one matched
-            ok |= hmac.compare_digest(given, candidate)
+            ok |= hmac.compare_digest(authorization, candidate)
         if not ok:
-            reason = "missing bearer token" if not given else "invalid bearer token"
-            return error_response(401, reason, headers={"WWW-Authenticate": "Bearer"})
+            return 401, "missing bearer token" if not authorization else "invalid bearer token"
+        return None
+
+
+def auth_middleware(auth: AuthConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """:class:`AuthGate` as an aiohttp middleware; /health is always open."""
+    gate = AuthGate(auth)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not gate.enabled or request.path == "/health":
+            return await handler(request)
+        refused = gate.check(request.remote, _header_bytes(request.headers.get("Authorization", "")))
+        if refused is not None:
+            status, message = refused
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return error_response(status, message, headers=headers)
         return await handler(request)
 
     return middleware
@@ -521,11 +543,8 @@ def setup_logging(name: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def run_app(app: web.Application, host: str, port: int, auth: AuthConfig) -> None:
-    """Serve ``app`` until SIGINT / SIGTERM (graceful: cleanup contexts run)."""
-    check_bind(host, auth)
-    name = app[APP_NAME]
-    # Probe the port first so a taken port is a one-line error, not a traceback.
+def check_port(name: str, host: str, port: int) -> None:
+    """Probe the port first so a taken port is a one-line error, not a traceback."""
     probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -534,6 +553,13 @@ def run_app(app: web.Application, host: str, port: int, auth: AuthConfig) -> Non
         raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from exc
     finally:
         probe.close()
+
+
+def run_app(app: web.Application, host: str, port: int, auth: AuthConfig) -> None:
+    """Serve ``app`` until SIGINT / SIGTERM (graceful: cleanup contexts run)."""
+    check_bind(host, auth)
+    name = app[APP_NAME]
+    check_port(name, host, port)
     log.info("%s listening on http://%s:%d", name, host, port)
     web.run_app(
         app,

@@ -1,4 +1,5 @@
-"""The daemons: one module each, every one exposing ``create_app(config) -> web.Application``.
+"""The daemons: one module each, every one exposing ``create_app(config) -> web.Application``
+(mcpd's is an ASGI app, served by the module's own ``serve(config)``: the MCP SDK's transport).
 
 ``DAEMONS`` lists them in the dependency order of contract section 1.6 (a daemon comes after
 every daemon it requires); ``lakehouse up`` starts them in this order.
@@ -41,6 +42,7 @@ DAEMONS: dict[str, Daemon] = {
         Daemon("chatd", (), "LLM dispatcher by model-name prefix"),
         Daemon("validatord", (), "validators and generate -> validate -> correct"),
         Daemon("gateway", (), "the edge: /v1 proxy, auth, trace ids"),
+        Daemon("mcpd", ("gateway",), "MCP server: the stack's main operations as tools"),
     ]
 }
 
