@@ -277,13 +277,13 @@ def _route(inp: Mapping[str, Any]) -> Any:
 
 
 def _psi_tier(inp: Mapping[str, Any]) -> Any:
-    from lakehouse.drift import psi_tier
+    from lakehouse.distill.drift import psi_tier
 
     return [psi_tier(v) for v in inp["values"]]
 
 
 def _sft_allowed(inp: Mapping[str, Any]) -> Any:
-    from lakehouse.distillation import sft_allowed
+    from lakehouse.distill.scoring import sft_allowed
 
     return [sft_allowed(category, partial) for category, partial in inp["cases"]]
 

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from . import distillation, drift
+from .distill import drift, scoring
 from .clients.base import UpstreamError
 from .observer import ObservedOp, now_rfc3339
 
@@ -387,7 +387,7 @@ class _ScoreInputs(msgspec.Struct, forbid_unknown_fields=True):
 async def mode_distillation_score(ctx: ModeContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """``{record}`` -> the distillation score of the record."""
     req = _typed(inputs, _ScoreInputs, "distillation.score")
-    return distillation.score_record(req.record).to_json()
+    return scoring.score_record(req.record).to_json()
 
 
 class _DriftInputs(msgspec.Struct, forbid_unknown_fields=True):

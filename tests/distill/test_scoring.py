@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.distillation import (
+from lakehouse.distill.scoring import (
     CATEGORIES,
     SCORER_VERSION,
     SFT_NEVER,
