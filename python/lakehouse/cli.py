@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
     "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
+    "distill": ("lakehouse.distill.cli:main", "evidence, scoring, exports, replay, audit, drift, promote"),
 }
 
 
