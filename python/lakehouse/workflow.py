@@ -310,6 +310,8 @@ class ModeServices:
     chatd: Any = None
     default_model: str = ""
     weak_models: list[str] = field(default_factory=list)
+    #: the data directory the ``distill.*`` modes work on ("" = those modes fail their node)
+    data_dir: str = ""
 
 
 @dataclass
