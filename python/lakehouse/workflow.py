@@ -43,8 +43,8 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from .distill import drift, scoring
 from .clients.base import UpstreamError
+from .distill import drift, scoring
 from .observer import ObservedOp, now_rfc3339
 
 __all__ = [
