@@ -145,8 +145,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str]]:
                 continue
             try:
                 yield offset, orjson.loads(line), ""
-            except orjson.JSONDecodeError as exc:
-                yield offset, None, f"not JSON ({exc.msg})"
+            except orjson.JSONDecodeError:
+                yield offset, None, "not JSON"
 
 
 def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> int:
