@@ -64,6 +64,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "no such replay run" in capsys.readouterr().err
     assert main(["drift", "psi", *root]) == 2
     assert main(["export", "sft", *root, "--corpus"]) == 2
+    assert main(["export", "rag", *root, "--corpus", "rag; DROP", "--gateway", "http://127.0.0.1:9"]) == 1
+    assert "plain identifier" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "csv", *root])
     (tmp_path / "_kb").mkdir()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ PREVIEW_CHARS = 240
 #: how much of each retrieved artifact goes into the prompt
 PROMPT_CHARS = 1200
 RESPONSE_CHARS = 4000
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 RAG_COLUMNS = ("id", "title", "content", "tags", "source_run_id", "success_score", "source_category")
 
 
@@ -289,6 +291,8 @@ async def build_rag_corpus(
 
     ``ValueError`` when the export is missing or empty (run ``distill export rag`` first).
     """
+    if not _IDENT.match(name):
+        raise ValueError(f"corpus name must be a plain identifier (letters, digits, _), got {name!r}")
     data, n = rag_csv(root)
     if n == 0:
         raise ValueError("the RAG export is empty or missing: run 'lakehouse distill export rag'")
