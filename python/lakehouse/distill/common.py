@@ -25,11 +25,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -149,35 +149,36 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str]]:
                 yield offset, None, "not JSON"
 
 
-def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> int:
-    """Replace ``path`` with one line per row (temp file, fsync, rename); the row count."""
+def _replace_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` whole: a temp file beside it, fsync, rename (readers never see half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    n = 0
     try:
         with os.fdopen(fd, "wb") as f:
-            for row in rows:
-                f.write(orjson.dumps(row) + b"\n")
-                n += 1
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return n
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> int:
+    """Replace ``path`` with one line per row; the row count."""
+    count = [0]
+
+    def write(f: BinaryIO) -> None:
+        for row in rows:
+            f.write(orjson.dumps(row) + b"\n")
+            count[0] += 1
+
+    _replace_file(path, write)
+    return count[0]
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _replace_file(path, lambda f: f.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"))
 
 
 def append_jsonl(path: Path, rows: Iterable[Any]) -> int:
