@@ -1,6 +1,7 @@
 """The distillation loop end to end, on a real stack with the fake LLM.
 
-validatord iterate sessions (one accepted, one rejected) -> ``distill materialize`` ->
+validatord iterate sessions (one accepted, one rejected), an observed op and a pathway
+trace -> ``distill materialize`` ->
 ``score`` -> ``export sft|rag|preference`` -> the RAG corpus built through matrixd ->
 ``replay`` (retrieval, model, validatord) -> materialize and score the replay run ->
 ``promote`` into a playbook -> a later matrix search shows the promoted worker first ->
@@ -36,7 +37,8 @@ FILL = '{"fills":[{"candidate_id":"w-00001","name":"James Young"}]}'
 BAD_FILL = '{"fills":[{"candidate_id":"W-FAKE-99999","name":"Nobody"}]}'
 PLAYBOOK = "playbook_distill"
 DAEMONS = ["storaged", "catalogd", "ingestd", "queryd", "vectord", "embedd", "matrixd",
-           "chatd", "validatord", "gateway"]
+           "pathwayd", "observerd", "chatd", "validatord", "gateway"]
+TIP = "welding tips for Toledo night shifts"
 
 
 def http(url: str, body: object = None, *, raw: bytes | None = None, ctype: str = "application/json"):
@@ -121,30 +123,41 @@ def test_the_loop_closes(stack, capsys):
     status, _ = http(f"{gw}/v1/iterate", {"kind": "fill", "prompt": PHANTOM, "max_iterations": 1,
                                          "context": {"target_count": 1}})
     assert status == 422
+    # an operation observerd witnessed, and a memory trace pathwayd keeps
+    status, _ = http(f"{gw}/v1/observer/event", {"endpoint": "/v1/sql", "source": "scenario", "success": True,
+                                                "input_summary": "count workers", "output_summary": "200"})
+    assert status == 200
+    status, _ = http(f"{gw}/v1/pathway/add", {"content": {"task": TIP, "confidence": 0.9, "tip": "bring PPE"},
+                                             "tags": ["welding"]})
+    assert status == 200
 
     # 2. materialize, idempotently
     rc, out = distill(stack, capsys, "materialize")
-    assert rc == 0 and "written 2" in out
+    assert rc == 0 and "written 4" in out
     rc, out = distill(stack, capsys, "materialize")
     assert rc == 0 and "written 0" in out
-    evidence = [r for p in root.day_files(root.evidence) for r in rows(p)]
-    assert sorted(r["task"] for r in evidence) == sorted([DEMAND, PHANTOM])
-    assert all(r["provenance"]["line_offset"] in (0, 1) for r in evidence)
+    evidence = {r["source"]: r for p in root.day_files(root.evidence) for r in rows(p) if r["task"] != PHANTOM}
+    assert sorted(evidence) == ["iterate_sessions", "observer_ops", "pathway_traces"]
+    assert evidence["observer_ops"]["task"] == "/v1/sql count workers"
+    assert evidence["pathway_traces"]["task"] == TIP
+    assert evidence["iterate_sessions"]["provenance"]["line_offset"] == 0
 
     # 3. score, 4. export behind the firewall
     assert distill(stack, capsys, "score")[0] == 0
-    cats = {r["run_id"]: r["category"] for p in root.day_files(root.scored) for r in rows(p)}
-    assert sorted(cats.values()) == ["accepted", "rejected"]
+    cats = {r["source"] + ":" + r["category"] for p in root.day_files(root.scored) for r in rows(p)}
+    assert cats == {"iterate_sessions:accepted", "iterate_sessions:rejected",
+                    "observer_ops:partially_accepted", "pathway_traces:accepted"}
     for kind in ("sft", "preference"):
         assert distill(stack, capsys, "export", kind)[0] == 0
     sft = rows(root.sft)
-    assert [s["instruction"] for s in sft] == [DEMAND] and sft[0]["quality_score"] == "accepted"
+    assert sorted(s["instruction"] for s in sft) == sorted([DEMAND, TIP])
+    assert {s["quality_score"] for s in sft} == {"accepted"}
     rc, out = distill(stack, capsys, "audit")
     assert rc == 0 and "first_run" in out and "no previous baseline" in out
 
     # 5. the RAG corpus through matrixd, then a replay through the gateway
     rc, out = distill(stack, capsys, "export", "rag", "--corpus")
-    assert rc == 0 and "corpus rag: 1 rows, status done" in out, out
+    assert rc == 0 and "corpus rag: 3 rows, status done" in out, out
     rc, out = distill(stack, capsys, "replay", DEMAND, "--kind", "fill", "--context",
                       '{"target_count": 1}')
     assert rc == 0 and "PASSED" in out, out
@@ -176,6 +189,18 @@ def test_the_loop_closes(stack, capsys):
     assert status == 200
     top = answer["results"][0]
     assert top["id"] == WORKER and top["source"] in ("inject", "boost"), answer["results"]
+
+    # drift: the scorer agrees with itself; PSI of a run against itself is stable
+    rc, out = distill(stack, capsys, "drift", "scorer")
+    assert rc == 0 and "0 of 6 persisted categories differ" in out
+    rc, out = distill(stack, capsys, "drift", "psi", "--expected", "replay:0", "--actual", "replay:0")
+    assert rc == 0 and "stable" in out
+    # observerd's workflow nodes work on the same data root
+    status, result = http(f"{gw}/v1/observer/workflow/run", {"name": "distill-check", "nodes": [
+        {"id": "score", "mode": "distill.score"},
+        {"id": "audit", "mode": "distill.audit", "depends_on": ["score"], "inputs": {"record": False}}]})
+    assert status == 200 and result["success"], result
+    assert result["nodes"][1]["output"]["baseline"]["metrics"]["p7_replay_runs"] == 2
 
     # 7. the second audit compares with the first
     rc, out = distill(stack, capsys, "audit")
