@@ -52,8 +52,10 @@ def test_offline_pipeline_and_psi(tmp_path, capsys):
                  "--actual", str(tmp_path / "b.jsonl"), "--field", "x.d", "--json"]) == 0
     psi = orjson.loads(capsys.readouterr().out)
     assert psi["tier"] == "major" and psi["n_expected"] == 8 and psi["n_actual"] == 4
-    assert main(["drift", "psi", *root, "--expected", "scores", "--actual", "scores"]) == 0
+    assert main(["drift", "psi", *root, "--expected", "scores", "--actual", "scores:0"]) == 0
     assert "stable" in capsys.readouterr().out
+    assert main(["drift", "psi", *root, "--expected", "scores:1", "--actual", "scores:0"]) == 2
+    assert "no such score run (1 so far)" in capsys.readouterr().err
 
 
 def test_usage_errors(tmp_path, capsys):

@@ -39,7 +39,8 @@ EXAMPLES = {
     "export": "lakehouse distill export sft --include-partial\n  lakehouse distill export rag --corpus rag",
     "replay": 'lakehouse distill replay "need 2 welders in Toledo, OH" --kind fill --allow-escalation',
     "audit": "lakehouse distill audit --threshold 0.2",
-    "drift": "lakehouse distill drift scorer\n  lakehouse distill drift psi --expected replay:-2 --actual replay:-1",
+    "drift": "lakehouse distill drift scorer\n  lakehouse distill drift psi --expected replay:-2 --actual replay:-1"
+    "\n  lakehouse distill drift psi --expected scores:0 --actual scores:-1",
     "promote": "lakehouse distill promote --answer-corpus workers --playbook-corpus playbook_memory",
 }
 
@@ -122,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     c = command("drift", "scorer drift, or PSI between two score / distance distributions")
     c.add_argument("what", choices=("scorer", "psi"))
     c.add_argument("--expected", help="psi: replay:N (the Nth replay run's distances, -1 = last), "
-                   "scores, or a .json / .jsonl file of numbers")
+                   "scores, scores:N (score run N), or a .json / .jsonl file of numbers")
     c.add_argument("--actual", help="psi: the same forms as --expected")
     c.add_argument("--field", help="psi: dotted path of the number in each .jsonl row")
     c.add_argument("--buckets", type=int, help="psi: bucket count (default 10)")
@@ -350,7 +351,8 @@ def _numbers(value: Any) -> list[float]:
 
 def _sample(spec: str, field_path: str | None, root: Path) -> list[float]:
     """A PSI sample: ``replay:N`` (the retrieved distances of replay run N), ``scores`` (the
-    quality of every scored run: accepted 1, partial 0.5, others 0), or a file."""
+    quality of every scored run: accepted 1, partial 0.5, others 0), ``scores:N`` (the same
+    for the rows score run N wrote), or a file."""
     if spec.startswith("replay:"):
         runs = load_replay_runs(root)
         try:
@@ -358,9 +360,17 @@ def _sample(spec: str, field_path: str | None, root: Path) -> list[float]:
         except (ValueError, IndexError) as exc:
             raise ValueError(f"{spec}: no such replay run ({len(runs)} logged)") from exc
         return [float(a.get("score", 0.0)) for a in row.get("retrieved") or []]
-    if spec == "scores":
+    if spec == "scores" or spec.startswith("scores:"):
         weight = {"accepted": 1.0, "partially_accepted": 0.5}
-        return [weight.get(r["category"], 0.0) for r in load_scored(root).values()]
+        scored_rows = list(load_scored(root).values())
+        if spec != "scores":  # one score run: the rows written together (one scored_at)
+            runs = sorted({str(r.get("scored_at")) for r in scored_rows})
+            try:
+                when = runs[int(spec.split(":", 1)[1])]
+            except (ValueError, IndexError) as exc:
+                raise ValueError(f"{spec}: no such score run ({len(runs)} so far)") from exc
+            scored_rows = [r for r in scored_rows if r.get("scored_at") == when]
+        return [weight.get(r["category"], 0.0) for r in scored_rows]
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"{spec}: not replay:N, scores, or a file")
