@@ -24,7 +24,7 @@ from ..clients.base import UpstreamError
 from ..config import Config, load_config
 from . import audit as audit_mod
 from . import drift as drift_mod
-from .common import Layout, Receipt, iter_jsonl
+from .common import Receipt, iter_jsonl
 from .evidence import SOURCES, materialize
 from .export import KINDS, export
 from .promote import promote
@@ -488,6 +488,5 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Config, Progress], int]] = {
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    config = _config(args)
-    Layout.of(config.data_dir)  # the root need not exist yet: every stage creates what it writes
+    config = _config(args)  # the root need not exist yet: every stage creates what it writes
     return _HANDLERS[args.command](args, config, Progress())

@@ -227,7 +227,7 @@ def _table_transform(source: str, row: Mapping[str, Any]) -> dict[str, Any]:
     lifted = {task_key, text_key, ctx_key, run_key, model_key, "usage", "prompt_tokens", "completion_tokens"}
     role = row.get("model_role")
     pt, ct = _tokens(row)
-    out = {
+    return {
         "timestamp": when,
         "task": _as_text(task),
         "text": _as_text(text),
@@ -239,7 +239,6 @@ def _table_transform(source: str, row: Mapping[str, Any]) -> dict[str, Any]:
         "completion_tokens": ct,
         "metadata": {k: v for k, v in row.items() if k not in lifted and k != "model_role"},
     }
-    return out
 
 
 def _iterate_session(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -491,7 +490,9 @@ def load_evidence(
                     receipt.skip(f"evidence: {err}", f"{path}:{offset}")
                 continue
             try:
-                rec = decode_evidence(value) if isinstance(value, dict) else decode_evidence(b"[]")
+                if not isinstance(value, dict):
+                    raise ValueError("not a JSON object")
+                rec = decode_evidence(value)
             except ValueError as exc:
                 if receipt is not None:
                     receipt.skip(f"evidence: {str(exc).split(':')[0]}", f"{path}:{offset}")

@@ -202,11 +202,10 @@ async def replay(
             retrieval_ok = False
             reasons = [f"retrieval failed: {exc}"]
     context = build_context(req.task, retrieved)
-    if not retrieval_ok:
-        pass  # never fall back to no context: the run fails as it is
-    elif req.dry_run:
+    # a failed retrieval fails the run as it is: never a fallback to no context
+    if retrieval_ok and req.dry_run:
         reasons = ["dry run: no model called"]
-    else:
+    elif retrieval_ok:
         messages = _messages(req, context)
         models = [req.local_model]
         if req.allow_escalation and not req.local_only and req.escalation_model:
