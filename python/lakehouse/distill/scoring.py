@@ -2,9 +2,9 @@
 
 Categories: ``accepted``, ``partially_accepted``, ``rejected``, ``needs_human_review``;
 :data:`SCORER_VERSION` is ``v1.0.0``. The reference dispatches each record by its class to one
-of eight scorers (we add three for the stack's own logs); ADR-001 asks for the *logic*, not bit-identical output, and the reference's
-rule tables were not readable, so the rules below are our reading, written down so that a
-reader can check them against their data:
+of eight scorers (we add three for the stack's own logs); ADR-001 asks for the *logic*, not
+bit-identical output, and the reference's rule tables were not readable, so the rules below
+are our reading, written down so that a reader can check them against their data:
 
 =================  ===================================  =========================================
 class              sources (``record["source"]``)       rule
