@@ -277,15 +277,70 @@ def _route(inp: Mapping[str, Any]) -> Any:
 
 
 def _psi_tier(inp: Mapping[str, Any]) -> Any:
-    from lakehouse.drift import psi_tier
+    from lakehouse.distill.drift import psi_tier
 
     return [psi_tier(v) for v in inp["values"]]
 
 
 def _sft_allowed(inp: Mapping[str, Any]) -> Any:
-    from lakehouse.distillation import sft_allowed
+    from lakehouse.distill.scoring import sft_allowed
 
     return [sft_allowed(category, partial) for category, partial in inp["cases"]]
+
+
+def _dedup_key(inp: Mapping[str, Any]) -> Any:
+    from lakehouse.distill.scoring import CATEGORIES, SCORER_VERSION, SFT_NEVER, dedup_key
+
+    return {
+        "dedup_key": dedup_key(inp["sig_hash"]),
+        "scorer_version": SCORER_VERSION,
+        "categories": sorted(CATEGORIES),
+        "sft_never": sorted(SFT_NEVER),
+    }
+
+
+def _provenance(inp: Mapping[str, Any]) -> Any:
+    """Materialize ``lines`` (raw JSONL lines) of one source; each evidence row's
+    provenance without ``recorded_at``, in file order."""
+    import tempfile
+    from pathlib import Path
+
+    from lakehouse.distill.common import Layout, iter_jsonl
+    from lakehouse.distill.evidence import materialize, source_paths
+
+    with tempfile.TemporaryDirectory() as d:
+        path = source_paths(Path(d))[inp["source"]]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in inp["lines"]))
+        receipt = materialize(d, sources=[inp["source"]], save_receipt=False)
+        layout = Layout.of(d)
+        rows = [r for f in layout.day_files(layout.evidence) for _, r, _ in iter_jsonl(f)]
+    provs = [{k: v for k, v in r["provenance"].items() if k != "recorded_at"} for r in rows]
+    return {"provenance": sorted(provs, key=lambda p: p["line_offset"]),
+            "skipped": receipt.skipped}
+
+
+def _evidence_decode(inp: Mapping[str, Any]) -> Any:
+    from lakehouse.distill.evidence import decode_evidence
+
+    out = []
+    for row in inp["rows"]:
+        try:
+            decode_evidence(row)
+            out.append("ok")
+        except ValueError:
+            out.append("rejected")
+    return out
+
+
+def _drift_table(inp: Mapping[str, Any]) -> Any:
+    from lakehouse.distill.audit import DEFAULT_DRIFT_WARN_THRESHOLD, build_drift_table
+
+    rows = build_drift_table(inp["prior"], inp["current"], inp.get("threshold", DEFAULT_DRIFT_WARN_THRESHOLD))
+    return [
+        [r.metric, r.prior, r.current, None if r.pct_change is None else round(r.pct_change, 6), r.flag]
+        for r in rows
+    ]
 
 
 class _Native:
@@ -319,6 +374,10 @@ FUNCTIONS: dict[str, Function] = {
         Function("chat.route", _route),
         Function("drift.psi_tier", _psi_tier),
         Function("distillation.sft_allowed", _sft_allowed),
+        Function("distillation.dedup_key", _dedup_key),
+        Function("evidence.provenance", _provenance),
+        Function("evidence.decode", _evidence_decode),
+        Function("audit.drift_table", _drift_table),
     ]
 }
 

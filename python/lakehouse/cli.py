@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
     "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
     "mcp": ("lakehouse.services.mcpd:stdio_main", "the MCP server on stdio, for desktop MCP clients"),
+    "distill": ("lakehouse.distill.cli:main", "evidence, scoring, exports, replay, audit, drift, promote"),
 }
 
 

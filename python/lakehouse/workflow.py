@@ -43,8 +43,8 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from . import distillation, drift
 from .clients.base import UpstreamError
+from .distill import drift, scoring
 from .observer import ObservedOp, now_rfc3339
 
 __all__ = [
@@ -310,6 +310,8 @@ class ModeServices:
     chatd: Any = None
     default_model: str = ""
     weak_models: list[str] = field(default_factory=list)
+    #: the data directory the ``distill.*`` modes work on ("" = those modes fail their node)
+    data_dir: str = ""
 
 
 @dataclass
@@ -387,7 +389,7 @@ class _ScoreInputs(msgspec.Struct, forbid_unknown_fields=True):
 async def mode_distillation_score(ctx: ModeContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """``{record}`` -> the distillation score of the record."""
     req = _typed(inputs, _ScoreInputs, "distillation.score")
-    return distillation.score_record(req.record).to_json()
+    return scoring.score_record(req.record).to_json()
 
 
 class _DriftInputs(msgspec.Struct, forbid_unknown_fields=True):

@@ -26,6 +26,7 @@ from aiohttp import web
 from ..clients.chatd import ChatdClient
 from ..clients.matrixd import MatrixdClient
 from ..config import Config
+from ..distill.modes import register_distill_modes
 from ..observer import InboxRequest, InboxTooLarge, ObservedOp, Observer
 from ..openapi import Param, api_routes
 from ..openapi import answers as A
@@ -153,8 +154,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         chatd=ChatdClient(session, config.upstream("observerd", "chatd"), timeout=node_timeout),
         default_model=config.models.local_fast,
         weak_models=list(config.models.weak_models),
+        data_dir=config.data_dir,
     )
-    app[MODES] = builtin_registry()
+    app[MODES] = register_distill_modes(builtin_registry())
     try:
         yield
     finally:

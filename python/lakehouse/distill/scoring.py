@@ -2,9 +2,9 @@
 
 Categories: ``accepted``, ``partially_accepted``, ``rejected``, ``needs_human_review``;
 :data:`SCORER_VERSION` is ``v1.0.0``. The reference dispatches each record by its class to one
-of eight scorers; ADR-001 asks for the *logic*, not bit-identical output, and the reference's
-rule tables were not readable, so the rules below are our reading, written down so that a
-reader can check them against their data:
+of eight scorers (we add three for the stack's own logs); ADR-001 asks for the *logic*, not
+bit-identical output, and the reference's rule tables were not readable, so the rules below
+are our reading, written down so that a reader can check them against their data:
 
 =================  ===================================  =========================================
 class              sources (``record["source"]``)       rule
@@ -27,7 +27,20 @@ telemetry          mode_experiments                     ``mode_experiment``: ``s
 extraction         distilled_facts,                     ``extraction``: empty text rejects;
                    distilled_procedures,                ``confidence`` >= 0.8 accepted, >= 0.5
                    distilled_config_hints,              partial, below -> human review; no
-                   contract_analyses                    confidence -> partial
+                   contract_analyses,                   confidence -> partial
+                   pathway_traces
+telemetry          iterate_sessions                     ``iterate_session``: validatord's
+                                                        ``final_verdict``: accepted (and not
+                                                        ``grounded_in_roster: false``) ->
+                                                        accepted; max_iter_exhausted ->
+                                                        rejected; infra_error -> human review
+telemetry          replay_runs                          ``replay``: a dry run -> human review;
+                                                        ``validation.passed`` -> accepted, else
+                                                        rejected
+telemetry          observer_ops                         ``observed_op``: a failed op -> rejected;
+                                                        a successful one -> partially_accepted
+                                                        (an op that worked is not a reviewed
+                                                        answer: SFT only with --include-partial)
 =================  ===================================  =========================================
 
 A field is read from the record itself, else from its ``metadata`` bucket. Verdict words
@@ -261,6 +274,42 @@ def _score_extraction(r: Mapping[str, Any]) -> tuple[str, list[str]]:
     return NEEDS_HUMAN_REVIEW, [f"confidence {confidence:g} < 0.5"]
 
 
+def _score_iterate_session(r: Mapping[str, Any]) -> tuple[str, list[str]]:
+    verdict = _field(r, "final_verdict")
+    if verdict == "accepted":
+        if _field(r, "grounded_in_roster") is False:
+            return REJECTED, ["accepted but not grounded in the roster"]
+        return ACCEPTED, ["validatord accepted the artifact"]
+    if verdict == "max_iter_exhausted":
+        return REJECTED, ["no accepted artifact within max_iterations"]
+    if verdict == "infra_error":
+        return NEEDS_HUMAN_REVIEW, ["the session failed on infrastructure, not on content"]
+    return NEEDS_HUMAN_REVIEW, [f"unknown final_verdict {verdict!r}"]
+
+
+def _score_replay(r: Mapping[str, Any]) -> tuple[str, list[str]]:
+    if _field(r, "dry_run") is True:
+        return NEEDS_HUMAN_REVIEW, ["dry run: no model answered"]
+    validation = _field(r, "validation")
+    passed = validation.get("passed") if isinstance(validation, Mapping) else None
+    if passed is True:
+        return ACCEPTED, ["replay validation passed"]
+    if passed is False:
+        reasons = validation.get("reasons") if isinstance(validation, Mapping) else None
+        first = reasons[0] if isinstance(reasons, list) and reasons else "no reason given"
+        return REJECTED, [f"replay validation failed: {first}"]
+    return NEEDS_HUMAN_REVIEW, ["no validation result"]
+
+
+def _score_observed_op(r: Mapping[str, Any]) -> tuple[str, list[str]]:
+    success = _field(r, "success")
+    if success is True:
+        return PARTIALLY_ACCEPTED, ["op succeeded (not a reviewed answer)"]
+    if success is False:
+        return REJECTED, ["op failed"]
+    return NEEDS_HUMAN_REVIEW, ["no success flag"]
+
+
 _Scorer = Callable[[Mapping[str, Any]], tuple[str, list[str]]]
 
 #: source -> (record class, scorer name); audits pick legacy or severity per record
@@ -277,6 +326,10 @@ SOURCE_SCORERS: dict[str, tuple[str, str]] = {
     "distilled_procedures": ("extraction", "extraction"),
     "distilled_config_hints": ("extraction", "extraction"),
     "contract_analyses": ("extraction", "extraction"),
+    "pathway_traces": ("extraction", "extraction"),
+    "iterate_sessions": ("telemetry", "iterate_session"),
+    "replay_runs": ("telemetry", "replay"),
+    "observer_ops": ("telemetry", "observed_op"),
 }
 
 _SCORERS: dict[str, _Scorer] = {
@@ -288,6 +341,9 @@ _SCORERS: dict[str, _Scorer] = {
     "outcomes": _score_outcomes,
     "mode_experiment": _score_mode_experiment,
     "extraction": _score_extraction,
+    "iterate_session": _score_iterate_session,
+    "replay": _score_replay,
+    "observed_op": _score_observed_op,
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lakehouse.drift import (
+from lakehouse.distill.drift import (
     EPSILON,
     compute_distribution_drift,
     compute_scorer_drift,

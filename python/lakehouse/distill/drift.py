@@ -15,7 +15,7 @@ clamped to 2..100, and epsilon 1e-4. Empty samples give a PSI of 0 (``stable``) 
 and a sample whose values are all equal falls into one bucket (PSI 0 when both are).
 
 *Scorer drift* (:func:`compute_scorer_drift`): re-score ``(record, persisted category)`` pairs
-with the current scorer (:mod:`lakehouse.distillation`) and report the mismatches.
+with the current scorer (:mod:`lakehouse.distill.scoring`) and report the mismatches.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import distillation
+from . import scoring
 
 __all__ = [
     "compute_distribution_drift",
@@ -135,11 +135,11 @@ def compute_scorer_drift(pairs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not isinstance(pair, Mapping) or not isinstance(pair.get("record"), Mapping):
             raise ValueError(f"pairs[{i}]: expected {{record: {{...}}, category: ...}}")
         persisted = pair.get("category")
-        if persisted not in distillation.CATEGORIES:
+        if persisted not in scoring.CATEGORIES:
             raise ValueError(
-                f"pairs[{i}].category: must be one of {', '.join(distillation.CATEGORIES)}"
+                f"pairs[{i}].category: must be one of {', '.join(scoring.CATEGORIES)}"
             )
-        current = distillation.score_record(pair["record"])
+        current = scoring.score_record(pair["record"])
         if current.category != persisted:
             entries.append(
                 {
@@ -152,7 +152,7 @@ def compute_scorer_drift(pairs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             )
     total = len(pairs)
     return {
-        "scorer_version": distillation.SCORER_VERSION,
+        "scorer_version": scoring.SCORER_VERSION,
         "total": total,
         "mismatches": len(entries),
         "mismatch_rate": len(entries) / total if total else 0.0,

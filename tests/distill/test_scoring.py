@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.distillation import (
+from lakehouse.distill.scoring import (
     CATEGORIES,
     SCORER_VERSION,
     SFT_NEVER,
@@ -79,3 +79,28 @@ def test_sig_hash_is_canonical_and_dedup_key():
     assert sig_hash({"b": 1, "a": [1, 2]}) == sig_hash({"a": [1, 2], "b": 1})
     assert len(sig_hash({})) == 64
     assert dedup_key("abc") == "abc:v1.0.0"
+
+
+@pytest.mark.parametrize(
+    "record, category, scorer",
+    [
+        ({"source": "iterate_sessions", "metadata": {"final_verdict": "accepted"}}, "accepted", "iterate_session"),
+        ({"source": "iterate_sessions", "metadata": {"final_verdict": "accepted", "grounded_in_roster": False}},
+         "rejected", "iterate_session"),
+        ({"source": "iterate_sessions", "metadata": {"final_verdict": "max_iter_exhausted"}}, "rejected", "iterate_session"),
+        ({"source": "iterate_sessions", "metadata": {"final_verdict": "infra_error"}}, "needs_human_review", "iterate_session"),
+        ({"source": "iterate_sessions", "metadata": {}}, "needs_human_review", "iterate_session"),
+        ({"source": "replay_runs", "metadata": {"validation": {"passed": True}}}, "accepted", "replay"),
+        ({"source": "replay_runs", "metadata": {"validation": {"passed": False, "reasons": ["x"]}}}, "rejected", "replay"),
+        ({"source": "replay_runs", "metadata": {"dry_run": True, "validation": {"passed": False}}},
+         "needs_human_review", "replay"),
+        ({"source": "replay_runs", "metadata": {}}, "needs_human_review", "replay"),
+        ({"source": "observer_ops", "metadata": {"success": True}}, "partially_accepted", "observed_op"),
+        ({"source": "observer_ops", "metadata": {"success": False}}, "rejected", "observed_op"),
+        ({"source": "observer_ops"}, "needs_human_review", "observed_op"),
+        ({"source": "pathway_traces", "text": "{}", "metadata": {"confidence": 0.95}}, "accepted", "extraction"),
+    ],
+)
+def test_the_scorers_of_the_stacks_own_logs(record, category, scorer):
+    s = score_record(record)
+    assert (s.category, s.scorer) == (category, scorer) and s.reasons
