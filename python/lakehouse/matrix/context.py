@@ -16,6 +16,7 @@ from ..clients.queryd import QuerydClient
 from ..clients.vectord import VectordClient
 from ..config import Config, MatrixdConfig
 from ..web import ApiError
+from .calibration import Calibrator
 
 __all__ = ["MatrixContext", "upstream_failure"]
 
@@ -39,6 +40,8 @@ class MatrixContext:
     judge_session: aiohttp.ClientSession
     #: corpus name -> dimension, for playbook corpora this process created or checked
     known_dims: dict[str, int] = field(default_factory=dict)
+    #: calibrated playbook thresholds per (playbook corpus, model)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     @classmethod
     def from_config(
