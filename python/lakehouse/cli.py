@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lakehouse.demo:main", "the whole loop as a short story (starts its own stack, or --url)"),
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
+    "calibrate": ("lakehouse.matrix.calibration:main", "the playbook thresholds matrixd derives for a model, and why"),
     "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
 }
 

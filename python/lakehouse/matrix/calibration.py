@@ -205,6 +205,8 @@ class Calibrator:
                 f"calibration search of playbook corpus {corpus!r}",
             )
         except UpstreamError as exc:
+            if exc.status == 404:
+                return Calibration(corpus, model, reference_thresholds("nothing recorded yet (cold start)"), created=now)
             # a dimension clash (another model recorded this playbook) or vectord trouble
             return Calibration(
                 corpus, model, reference_thresholds(f"playbook corpus could not be probed: {exc.message}"), created=now
@@ -221,3 +223,176 @@ class Calibrator:
         except ValueError as exc:
             return Calibration(corpus, model, reference_thresholds(f"no usable probe distances: {exc}"), created=now)
         return Calibration(corpus, model, thresholds, floor, probes, created=now)
+
+
+async def explain(
+    ctx: Any,
+    corpus: str,
+    model: str,
+    query_text: str = "",
+    *,
+    refresh: bool = False,
+    top_k: int = 3,
+    trace_id: str | None = None,
+) -> dict[str, Any]:
+    """The calibration report of ``corpus`` under ``model``; with ``query_text``, also what
+    the calibrated playbook would do with that query's hits, one by one, and why."""
+    from ..playbook import apply_playbook
+    from .context import upstream_failure
+    from .playbooks import parse_entry
+
+    if refresh:
+        ctx.calibrator.invalidate(corpus)
+    report = (await ctx.calibrator.calibrate(ctx, corpus, model, trace_id)).report()
+    if not query_text.strip():
+        return report
+    thresholds = report["thresholds"]
+    _, vectors = await ctx.embed([query_text], model, trace_id)
+    try:
+        raw = await ctx.timed(
+            ctx.vectord.search(corpus, vectors[0], top_k + EXTRA_HITS, trace_id=trace_id),
+            f"search of playbook corpus {corpus!r}",
+        )
+    except UpstreamError as exc:
+        if exc.status != 404:
+            raise upstream_failure(f"playbook corpus {corpus!r}", exc) from None
+        raw = []
+    hits = [(parse_entry(h.get("metadata")), float(h["distance"])) for h in raw]
+    hits = [(e, d) for e, d in hits if e is not None]
+    if thresholds["max_ratio"] == 0.0:
+        hits = hits[:top_k]
+    outcome = apply_playbook(
+        [], [], [],
+        [e.answer_id for e, _ in hits],
+        [e.answer_corpus for e, _ in hits],
+        [e.score for e, _ in hits],
+        [d for _, d in hits],
+        None,
+        max_distance=thresholds["max_distance"],
+        max_inject_distance=thresholds["max_inject_distance"],
+        max_ratio=thresholds["max_ratio"],
+        hit_queries=[e.query_text for e, _ in hits],
+        k=max(1, len(hits)),
+    )
+    rows = []
+    for i, (entry, d) in enumerate(hits):
+        rivals = [
+            dd for j, (other, dd) in enumerate(hits)
+            if j != i and other.query_text != entry.query_text
+            and (other.answer_id, other.answer_corpus) != (entry.answer_id, entry.answer_corpus)
+        ]
+        competitor = min(rivals) if rivals else None
+        if d > thresholds["max_distance"]:
+            verdict = "ignored: beyond the boost window"
+        elif thresholds["max_ratio"] and competitor is not None and d > thresholds["max_ratio"] * competitor:
+            verdict = "refused by the ratio test: not clearly the nearest demand"
+        elif i in outcome.inject_candidates:
+            verdict = "acts: injected when retrieval misses the answer, boosted when it finds it"
+        elif d > thresholds["max_inject_distance"]:
+            verdict = "boost only: beyond the inject window"
+        else:
+            verdict = "acts (another hit of the same answer came first)"
+        rows.append(
+            {
+                "recorded_query": entry.query_text,
+                "answer": f"{entry.answer_corpus}/{entry.answer_id}",
+                "distance": round(d, 4),
+                "competitor_distance": None if competitor is None else round(competitor, 4),
+                "ratio": None if not competitor else round(d / competitor, 4),
+                "verdict": verdict,
+            }
+        )
+    report["query"] = {"query_text": query_text, "hits": rows}
+    return report
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    t = report["thresholds"]
+    print(f"playbook corpus {report['corpus']!r}, model {report['model'] or '(embedd default)'!r}")
+    print(f"mode: {t['mode']}")
+    print(f"  boost window (max_distance)         {t['max_distance']:.4f}")
+    print(f"  inject window (max_inject_distance) {t['max_inject_distance']:.4f}")
+    print(f"  ratio test (max_ratio)              {t['max_ratio']:g}" + ("  (off)" if not t["max_ratio"] else ""))
+    print(f"why: {t['reason']}")
+    if report["probes"]:
+        q = report["probe_distance_quantiles"]
+        print(
+            f"probe texts: {report['probes']}, distance to the nearest recorded demand: "
+            f"min {q['0']}, 10% {q['0.1']}, median {q['0.5']}, 90% {q['0.9']}"
+        )
+        print("closest probes (what sets the floor):")
+        for p in report["closest_probes"]:
+            print(f"  {p['distance']:.4f}  {p['probe']!r}  ~ {p['nearest_recorded_demand']!r}")
+    query = report.get("query")
+    if query:
+        print(f"query {query['query_text']!r}:")
+        if not query["hits"]:
+            print("  no recorded demand (nothing to boost or inject)")
+        for h in query["hits"]:
+            ratio = "-" if h["ratio"] is None else f"{h['ratio']:.3f}"
+            print(f"  {h['distance']:.4f}  ratio {ratio:>5}  {h['answer']:<24} {h['verdict']}")
+            print(f"          recorded for {h['recorded_query']!r}")
+
+
+def main(argv: list[str]) -> int:
+    """``lakehouse calibrate``: what the calibrated playbook chose, and why."""
+    import argparse
+    import asyncio
+
+    import aiohttp
+    import orjson
+
+    parser = argparse.ArgumentParser(
+        prog="lakehouse calibrate",
+        description=(
+            "Print the playbook thresholds matrixd derives for a playbook corpus under the "
+            "embedding model in use (when a search sets neither threshold), the measurements "
+            "behind them, and optionally what would happen to one query's playbook hits."
+        ),
+        epilog=(
+            "example: lakehouse calibrate --corpus playbook_alice "
+            "--query 'forklift drivers for Milwaukee nights'\n"
+            "         lakehouse calibrate --url http://127.0.0.1:3110/v1 --token $TOKEN --json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--url", help="matrixd's base URL, or a gateway's followed by /v1 (default: the config's matrixd)")
+    parser.add_argument("--config", help="lakehouse.toml (for the default URL)")
+    parser.add_argument("--token", default="", help="bearer token (a gateway with auth)")
+    parser.add_argument("--corpus", default="", help="playbook corpus (default: matrixd's, playbook_memory)")
+    parser.add_argument("--model", default="", help="embedding model (default: embedd's)")
+    parser.add_argument("--query", default="", help="also explain this query's playbook hits")
+    parser.add_argument("--refresh", action="store_true", help="measure again instead of using matrixd's cached calibration")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.url:
+        url = args.url.rstrip("/")
+    else:
+        from ..config import load_config
+
+        config = load_config(args.config)
+        url = f"http://{config.matrixd.host}:{config.matrixd.port}"
+    body = {"playbook_corpus": args.corpus, "model": args.model, "query_text": args.query, "refresh": args.refresh}
+    headers = {"Content-Type": "application/json"}
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
+
+    async def run() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            async with session.post(f"{url}/matrix/playbooks/calibration", data=orjson.dumps(body), headers=headers) as r:
+                return r.status, await r.read()
+
+    try:
+        status, raw = asyncio.run(run())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"lakehouse calibrate: matrixd at {url} unreachable: {exc}", file=__import__("sys").stderr)
+        return 1
+    if status != 200:
+        print(f"lakehouse calibrate: matrixd answered {status}: {raw.decode('utf-8', 'replace')}", file=__import__("sys").stderr)
+        return 1
+    report = orjson.loads(raw)
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        _print_report(report)
+    return 0

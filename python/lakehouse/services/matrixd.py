@@ -9,6 +9,8 @@ Routes (docs/matrix.md has every shape, default and decision):
 - ``POST /matrix/playbooks/bulk``    ``{entries: [...], playbook_corpus?}`` -> per-entry results
 - ``POST /matrix/relevance``         ``{focus, chunks, threshold?}`` -> scored chunks
 - ``POST /matrix/downgrade``         ``{mode, model, forced_mode?, ...}`` -> ``{mode, ...}``
+- ``POST /matrix/playbooks/calibration`` ``{playbook_corpus?, model?, query_text?, refresh?}``
+  -> the calibrated thresholds and why (``lakehouse calibrate`` prints it)
 - ``GET  /matrix/corpora``           vectord's index list
 - ``POST /matrix/corpus/build``      SQL on queryd -> embedd -> a vectord index;
   ``GET /matrix/corpus/build`` lists jobs, ``GET /matrix/corpus/build/{job_id}`` one job
@@ -26,10 +28,11 @@ from aiohttp import web
 
 from ..clients.base import UpstreamError
 from ..config import Config
-from ..matrix import corpus, downgrade, playbooks, relevance, retrieve
+from ..matrix import calibration, corpus, downgrade, playbooks, relevance, retrieve
 from ..matrix.context import MatrixContext, upstream_failure
 from ..matrix.types import (
     BulkRequest,
+    CalibrationRequest,
     CorpusBuildRequest,
     DowngradeRequest,
     RecordRequest,
@@ -65,6 +68,23 @@ async def handle_record(request: web.Request) -> web.Response:
 async def handle_bulk(request: web.Request) -> web.Response:
     body = await read_json(request, BulkRequest)
     return json_response(await playbooks.record_bulk(request.app[MATRIX], body, trace_id(request)))
+
+
+async def handle_calibration(request: web.Request) -> web.Response:
+    body = await read_json(request, CalibrationRequest)
+    ctx = request.app[MATRIX]
+    if not 0 <= body.playbook_top_k <= ctx.settings.max_k:
+        raise ApiError.bad_request(f"playbook_top_k must be within 0..{ctx.settings.max_k}")
+    report = await calibration.explain(
+        ctx,
+        body.playbook_corpus or ctx.settings.playbook_corpus,
+        body.model,
+        body.query_text,
+        refresh=body.refresh,
+        top_k=body.playbook_top_k or retrieve.DEFAULT_PLAYBOOK_TOP_K,
+        trace_id=trace_id(request),
+    )
+    return json_response(report)
 
 
 async def handle_relevance(request: web.Request) -> web.Response:
@@ -170,6 +190,7 @@ def create_app(config: Config) -> web.Application:
     r.add_post("/matrix/downgrade", handle_downgrade)
     r.add_post("/matrix/playbooks/record", handle_record)
     r.add_post("/matrix/playbooks/bulk", handle_bulk)
+    r.add_post("/matrix/playbooks/calibration", handle_calibration)
     r.add_post("/matrix/corpus/build", handle_build)
     r.add_get("/matrix/corpus/build", handle_jobs)
     r.add_get("/matrix/corpus/build/{job_id}", handle_job)
