@@ -48,14 +48,16 @@ async def test_minilm_meets_the_goal_with_the_default_request(aiohttp_server, ai
     client, session = await _stack(aiohttp_server, aiohttp_client, config, provider="sentence-transformers")
     try:
         fig = await measure(client, load_set(dataset))
+        ref = await measure(client, load_set(dataset), "playbook_reference", playbook_max_inject_distance=0.20)
     finally:
         await session.close()
-    print(dataset, fig.line(), fig.thresholds, fig.misses, sep="\n")
+    print(dataset, fig.line(), fig.thresholds, fig.misses, "reference (0.20 set):", ref.line(), sep="\n")
     assert fig.thresholds["mode"] == "calibrated"
     assert fig.verbatim_top1 == fig.demands
     assert fig.paraphrase_top1 >= 0.9 * fig.paraphrases, fig.misses
     assert fig.ood_injections == 0, fig.misses
     assert fig.cross_injections == 0
+    assert fig.paraphrase_top1 > ref.paraphrase_top1  # the reason for calibrating at all
 
 
 @pytest.mark.parametrize("dataset", ["playbook_devset.json", "playbook_heldout.json"])
