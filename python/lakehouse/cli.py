@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
     "calibrate": ("lakehouse.matrix.calibration:main", "the playbook thresholds matrixd derives for a model, and why"),
+    "reality": ("lakehouse.reality:main", "reality harnesses against a stack (playbook-lift), with reports"),
     "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
 }
 
