@@ -153,3 +153,15 @@ async def test_calibrate_command_prints_the_choice(stack, capsys):
     code = await asyncio.to_thread(calibration.main, ["--url", url, "--json"])
     assert code == 0 and orjson.loads(capsys.readouterr().out)["thresholds"]["mode"] == "calibrated"
     assert await asyncio.to_thread(calibration.main, ["--url", "http://127.0.0.1:9"]) == 1
+
+
+async def test_caches_are_bounded_whatever_models_a_client_names(stack, monkeypatch):
+    client, _, _ = stack
+    monkeypatch.setattr(calibration, "MAX_MODELS", 2)
+    monkeypatch.setattr(calibration, "MAX_CALIBRATIONS", 3)
+    await _post(client, "/matrix/playbooks/record", {"query_text": DEMANDS[0][0], "answer_id": "w-1", "answer_corpus": "workers", "score": 1.0})
+    for i in range(6):  # the hash provider accepts any model name
+        status, out = await _post(client, "/matrix/search", {"query_text": "x", "corpora": ["workers"], "use_playbook": True, "model": f"m{i}"})
+        assert status == 200
+    calibrator = client.server.app[matrixd.MATRIX].calibrator
+    assert len(calibrator._probes) == 2 and len(calibrator._cache) <= 3

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
@@ -66,6 +67,10 @@ MAX_RATIO = 0.7
 EXTRA_HITS = 8
 #: a calibration is reused this long (seconds) unless matrixd records into its playbook
 CACHE_SECONDS = 30.0
+#: models whose probe vectors are kept, and calibrations kept (requests name the model and
+#: the corpus, so both caches are bounded: least recently used first out)
+MAX_MODELS = 16
+MAX_CALIBRATIONS = 256
 
 
 def probe_texts() -> list[str]:
@@ -164,8 +169,8 @@ class Calibrator:
 
     def __init__(self, ttl: float = CACHE_SECONDS) -> None:
         self.ttl = ttl
-        self._probes: dict[str, tuple[list[str], np.ndarray]] = {}
-        self._cache: dict[tuple[str, str], Calibration] = {}
+        self._probes: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], Calibration] = OrderedDict()
 
     def invalidate(self, corpus: str) -> None:
         """Forget the calibrations of ``corpus`` (called after matrixd records into it)."""
@@ -179,6 +184,9 @@ class Calibrator:
             _, vectors = await ctx.embed(texts, model, trace_id)
             cached = (texts, np.asarray(vectors, dtype=np.float32))
             self._probes[model] = cached
+            while len(self._probes) > MAX_MODELS:
+                self._probes.popitem(last=False)
+        self._probes.move_to_end(model)
         return cached[1]
 
     async def calibrate(self, ctx: Any, corpus: str, model: str, trace_id: str | None = None) -> Calibration:
@@ -187,15 +195,19 @@ class Calibrator:
         cached = self._cache.get(key)
         now = time.monotonic()
         if cached is not None and now - cached.created < self.ttl:
+            self._cache.move_to_end(key)
             return cached
         calibration = await self._measure(ctx, corpus, model, trace_id)
         self._cache[key] = calibration
+        while len(self._cache) > MAX_CALIBRATIONS:
+            self._cache.popitem(last=False)
         return calibration
 
     async def _measure(self, ctx: Any, corpus: str, model: str, trace_id: str | None) -> Calibration:
         now = time.monotonic()
         try:
             vectors = await self._probe_vectors(ctx, model, trace_id)
+            texts = self._probes[model][0]
         except Exception as exc:  # embedd down or refusing: the reference's values, said so
             message = getattr(exc, "message", None) or str(exc)
             return Calibration(corpus, model, reference_thresholds(f"probe texts could not be embedded: {message}"), created=now)
@@ -211,7 +223,6 @@ class Calibrator:
             return Calibration(
                 corpus, model, reference_thresholds(f"playbook corpus could not be probed: {exc.message}"), created=now
             )
-        texts = self._probes[model][0]
         probes: list[tuple[str, float, str]] = []
         for text, hits in zip(texts, answers, strict=True):
             if hits:
