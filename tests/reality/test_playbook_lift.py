@@ -7,19 +7,16 @@ import asyncio
 import json
 import re
 
-import aiohttp
 import orjson
 import pytest
 
-from lakehouse.clients.embedd import EmbeddClient
-from lakehouse.clients.vectord import VectordClient
 from lakehouse.fakes._script import ChatCall
 from lakehouse.fakes.ollama import FakeOllama
 from lakehouse.reality import main as reality_main
 from lakehouse.reality import playbook_lift
 from lakehouse.reality.report import next_run
-from lakehouse.roster import COLUMNS, iter_roster
-from lakehouse.services import chatd, embedd, gateway, matrixd, vectord
+
+from .stack import start_stack
 
 QUERIES = {
     "demands": [
@@ -50,25 +47,7 @@ def judge(call: ChatCall) -> str:
 async def stack_url(aiohttp_server, config):
     fake = FakeOllama()
     fake.script(*([judge] * 200))
-    ollama = await aiohttp_server(fake.app())
-    config = config.replace("vectord", save_min_interval=0.0)
-    config = config.replace("chatd", ollama_url=str(ollama.make_url("")).rstrip("/"))
-    e = await aiohttp_server(embedd.create_app(config))
-    v = await aiohttp_server(vectord.create_app(config))
-    c = await aiohttp_server(chatd.create_app(config))
-    urls = {"embedd_url": str(e.make_url("")).rstrip("/"), "vectord_url": str(v.make_url("")).rstrip("/")}
-    config = config.replace("matrixd", **urls)
-    m = await aiohttp_server(matrixd.create_app(config))
-    config = config.replace("gateway", matrixd_url=str(m.make_url("")).rstrip("/"), chatd_url=str(c.make_url("")).rstrip("/"), **urls)
-    g = await aiohttp_server(gateway.create_app(config))
-    async with aiohttp.ClientSession() as session:
-        rows = [dict(zip(COLUMNS, r, strict=True)) for r in iter_roster(200, seed=1)]
-        texts = [f"Worker role: {r['role']} in {r['city']}. Skills: {r['skills']}" for r in rows]
-        _, dim, vecs = await EmbeddClient(session, urls["embedd_url"]).embed(texts)
-        vec = VectordClient(session, urls["vectord_url"])
-        await vec.create("workers", dim)
-        await vec.add("workers", [r["worker_id"] for r in rows], vecs, [{"role": r["role"], "city": r["city"]} for r in rows])
-    return str(g.make_url("")).rstrip("/")
+    return await start_stack(aiohttp_server, config, fake)
 
 
 async def test_playbook_lift_runs_end_to_end_and_writes_numbered_reports(stack_url, tmp_path):
