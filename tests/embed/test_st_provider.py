@@ -14,7 +14,12 @@ import numpy as np
 import orjson
 import pytest
 
-from lakehouse.embed import ProviderError, SentenceTransformersProvider, resolve_st_model, st_available
+from lakehouse.embed import (
+    ProviderError,
+    SentenceTransformersProvider,
+    resolve_st_model,
+    st_available,
+)
 from lakehouse.services import embedd
 
 needs_st = [

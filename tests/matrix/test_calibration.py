@@ -16,7 +16,13 @@ import pytest
 from lakehouse.clients.embedd import EmbeddClient
 from lakehouse.clients.vectord import VectordClient
 from lakehouse.matrix import calibration
-from lakehouse.matrix.calibration import BOOST_FRACTION, INJECT_FRACTION, MAX_RATIO, derive, probe_texts
+from lakehouse.matrix.calibration import (
+    BOOST_FRACTION,
+    INJECT_FRACTION,
+    MAX_RATIO,
+    derive,
+    probe_texts,
+)
 from lakehouse.services import embedd, matrixd, vectord
 
 DEMANDS = [

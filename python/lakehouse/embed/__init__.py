@@ -28,12 +28,12 @@ from .hashing import DEFAULT_DIMENSION, hash_embed
 from .providers import (
     HASH_DEFAULT_MODEL,
     OLLAMA_DEFAULT_MODEL,
+    ST_DEFAULT_MODEL,
     EmbedProvider,
     HashProvider,
     OllamaProvider,
     ProviderError,
     SentenceTransformersProvider,
-    ST_DEFAULT_MODEL,
     resolve_st_model,
     st_available,
 )

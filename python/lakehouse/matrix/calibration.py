@@ -349,6 +349,7 @@ def main(argv: list[str]) -> int:
     """``lakehouse calibrate``: what the calibrated playbook chose, and why."""
     import argparse
     import asyncio
+    import sys
 
     import aiohttp
     import orjson
@@ -389,17 +390,19 @@ def main(argv: list[str]) -> int:
         headers["Authorization"] = f"Bearer {args.token}"
 
     async def run() -> tuple[int, bytes]:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-            async with session.post(f"{url}/matrix/playbooks/calibration", data=orjson.dumps(body), headers=headers) as r:
-                return r.status, await r.read()
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
+            session.post(f"{url}/matrix/playbooks/calibration", data=orjson.dumps(body), headers=headers) as r,
+        ):
+            return r.status, await r.read()
 
     try:
         status, raw = asyncio.run(run())
     except (aiohttp.ClientError, TimeoutError) as exc:
-        print(f"lakehouse calibrate: matrixd at {url} unreachable: {exc}", file=__import__("sys").stderr)
+        print(f"lakehouse calibrate: matrixd at {url} unreachable: {exc}", file=sys.stderr)
         return 1
     if status != 200:
-        print(f"lakehouse calibrate: matrixd answered {status}: {raw.decode('utf-8', 'replace')}", file=__import__("sys").stderr)
+        print(f"lakehouse calibrate: matrixd answered {status}: {raw.decode('utf-8', 'replace')}", file=sys.stderr)
         return 1
     report = orjson.loads(raw)
     if args.json:
