@@ -110,6 +110,7 @@ PB_DISTANCES = st.one_of(
     st.floats(0.0, 2.0, width=32),
 )
 PB_SCORES = st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0.0, 1.0))
+PB_QUERIES = st.sampled_from(["need forklift", "need forklift", "forklift please", "nurse"])
 PB_ROLES = st.sampled_from(["", "Forklift Operator", "Forklift Operators", "CNC Operator", "Sales", "Sale", "Boxes"])
 
 
@@ -120,9 +121,12 @@ def playbook_inputs(draw: Any) -> dict[str, Any]:
     if results:
         keys = st.one_of(keys, st.sampled_from([(r[0], r[1]) for r in results]))
     hits = [
-        [key[0], key[1], score, dist, role]
-        for key, score, dist, role in draw(
-            st.lists(st.tuples(keys, PB_SCORES, PB_DISTANCES.filter(lambda x: x <= 0.625), PB_ROLES), max_size=5)
+        [key[0], key[1], score, dist, role, query]
+        for key, score, dist, role, query in draw(
+            st.lists(
+                st.tuples(keys, PB_SCORES, PB_DISTANCES.filter(lambda x: x <= 0.625), PB_ROLES, PB_QUERIES),
+                max_size=5,
+            )
         )
     ]
     return {
@@ -134,6 +138,8 @@ def playbook_inputs(draw: Any) -> dict[str, Any]:
         "max_inject_distance": draw(st.sampled_from([0.2, 0.5, 0.0])),
         "k": draw(st.integers(1, 10)),
         "vetoed_hits": draw(st.lists(st.integers(0, len(hits) - 1), max_size=2)) if hits else [],
+        # 0 = the reference (no ratio test); the others the calibrated playbook's test
+        "max_ratio": draw(st.sampled_from([0.0, 0.0, 0.7, 0.5, 1.0])),
     }
 
 

@@ -104,8 +104,8 @@ def _index_twin(inp: Mapping[str, Any]) -> Any:
 
 def playbook_args(inp: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``apply_playbook``'s positional and keyword arguments from rows: ``results`` as
-    ``(id, corpus, distance)``, ``hits`` as ``(id, corpus, score, distance[, role])``, plus
-    any of its keyword arguments."""
+    ``(id, corpus, distance)``, ``hits`` as ``(id, corpus, score, distance[, role[, query]])``,
+    plus any of its keyword arguments."""
     results = inp.get("results", [])
     hits = inp.get("hits", [])
     args = (
@@ -120,9 +120,12 @@ def playbook_args(inp: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, An
     )
     kwargs = {
         key: inp[key]
-        for key in ("query_role", "exclude_ids", "max_distance", "max_inject_distance", "k", "vetoed_hits")
+        for key in ("query_role", "exclude_ids", "max_distance", "max_inject_distance", "k", "vetoed_hits",
+                    "max_ratio")
         if key in inp
     }
+    if any(len(h) > 5 for h in hits):
+        kwargs["hit_queries"] = [h[5] if len(h) > 5 else "" for h in hits]
     return args, kwargs
 
 

@@ -318,7 +318,8 @@ PYBIND11_MODULE(_native, m) {
          const py::array_t<double, py::array::c_style | py::array::forcecast>& hit_scores,
          const FloatArray& hit_distances, std::vector<std::string> hit_roles,
          std::string query_role, std::vector<std::string> exclude_ids, double max_distance,
-         double max_inject_distance, std::size_t k, std::vector<std::size_t> vetoed_hits) {
+         double max_inject_distance, std::size_t k, std::vector<std::size_t> vetoed_hits,
+         std::vector<std::string> hit_queries, double max_ratio) {
         if (result_distances.ndim() != 1 || hit_distances.ndim() != 1 || hit_scores.ndim() != 1) {
           throw std::invalid_argument("distances and scores must be 1-d arrays");
         }
@@ -338,6 +339,8 @@ PYBIND11_MODULE(_native, m) {
         in.max_inject_distance = max_inject_distance;
         in.k = k;
         in.vetoed_hits = std::move(vetoed_hits);
+        in.hit_queries = std::move(hit_queries);
+        in.max_ratio = max_ratio;
         PlaybookOutcome out;
         {
           py::gil_scoped_release release;
@@ -358,6 +361,7 @@ PYBIND11_MODULE(_native, m) {
         counts["boosted"] = out.counts.boosted;
         counts["injected"] = out.counts.injected;
         counts["rejected_role"] = out.counts.rejected_role;
+        counts["rejected_ratio"] = out.counts.rejected_ratio;
         counts["vetoed"] = out.counts.vetoed;
         counts["excluded"] = out.counts.excluded;
         return py::make_tuple(std::move(result_index), std::move(hit_index), std::move(distances),
@@ -367,7 +371,8 @@ PYBIND11_MODULE(_native, m) {
       py::arg("hit_answer_ids"), py::arg("hit_answer_corpora"), py::arg("hit_scores"),
       py::arg("hit_distances"), py::arg("hit_roles"), py::arg("query_role"),
       py::arg("exclude_ids"), py::arg("max_distance"), py::arg("max_inject_distance"),
-      py::arg("k"), py::arg("vetoed_hits"),
+      py::arg("k"), py::arg("vetoed_hits"), py::arg("hit_queries") = std::vector<std::string>{},
+      py::arg("max_ratio") = 0.0,
       "Playbook boost + inject (see lakehouse/playbook.h); private, use lakehouse.playbook.");
   // ---- end of the playbook block ----
 }

@@ -51,8 +51,12 @@ void validate(const PlaybookInput& in) {
       throw std::invalid_argument("hit_scores[" + std::to_string(i) + "] must be within [0, 1]");
     }
   }
+  if (!in.hit_queries.empty() && in.hit_queries.size() != nh) {
+    throw std::invalid_argument("hit_queries must be empty or hold one query per hit");
+  }
   check_threshold(in.max_distance, "max_distance");
   check_threshold(in.max_inject_distance, "max_inject_distance");
+  check_threshold(in.max_ratio, "max_ratio");
   if (in.k == 0) throw std::invalid_argument("k must be positive");
   for (std::size_t v : in.vetoed_hits) {
     if (v >= nh) throw std::invalid_argument("vetoed hit index " + std::to_string(v) + " is out of range");
@@ -107,6 +111,25 @@ PlaybookOutcome apply_playbook(const PlaybookInput& in) {
     return in.hit_distances[a] < in.hit_distances[b];
   });
 
+  // The ratio test's competitor of each hit: the nearest hit of another query text and
+  // another answer (quadratic in the hits, which are a handful).
+  const bool ratio_test = in.max_ratio > 0.0 && !in.hit_queries.empty();
+  auto passes_ratio = [&](std::size_t h) {
+    bool found = false;
+    double competitor = 0.0;
+    for (std::size_t g = 0; g < in.hit_answer_ids.size(); ++g) {
+      if (in.hit_queries[g] == in.hit_queries[h]) continue;
+      if (in.hit_answer_ids[g] == in.hit_answer_ids[h] &&
+          in.hit_answer_corpora[g] == in.hit_answer_corpora[h]) {
+        continue;
+      }
+      const double d = static_cast<double>(in.hit_distances[g]);
+      if (!found || d < competitor) competitor = d;
+      found = true;
+    }
+    return !found || static_cast<double>(in.hit_distances[h]) <= in.max_ratio * competitor;
+  };
+
   std::set<AnswerKey> boosted_keys;
   std::set<AnswerKey> candidate_keys;
   std::vector<PlaybookRow> injected;
@@ -119,6 +142,10 @@ PlaybookOutcome apply_playbook(const PlaybookInput& in) {
       continue;
     }
     if (excluded.count(in.hit_answer_ids[h]) != 0) continue;
+    if (ratio_test && !passes_ratio(h)) {
+      ++out.counts.rejected_ratio;
+      continue;
+    }
 
     AnswerKey key{in.hit_answer_ids[h], in.hit_answer_corpora[h]};
     auto found = present.find(key);

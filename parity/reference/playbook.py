@@ -141,6 +141,8 @@ def apply_playbook(
     max_inject_distance: float = 0.20,
     k: int = 10,
     vetoed_hits: Sequence[int] = (),
+    hit_queries: Sequence[str] = (),
+    max_ratio: float = 0.0,
 ) -> Outcome:
     """The twin of the core's ``apply_playbook`` (same signature as lakehouse.playbook's)."""
     rdist = [np.float32(d) for d in np.asarray(result_distances, dtype=np.float32).reshape(-1)]
@@ -156,14 +158,38 @@ def apply_playbook(
     _check(all(math.isfinite(float(d)) for d in rdist), "result distance not finite")
     _check(all(math.isfinite(float(d)) for d in hdist), "hit distance not finite")
     _check(all(0.0 <= s <= 1.0 for s in hscores), "hit score outside [0, 1]")
-    for t in (max_distance, max_inject_distance):
+    queries = list(hit_queries)
+    _check(not queries or len(queries) == nh, "hit_queries must be empty or one per hit")
+    for t in (max_distance, max_inject_distance, max_ratio):
         _check(math.isfinite(t) and t >= 0.0, "threshold must be finite and >= 0")
     _check(k >= 1, "k must be positive")
     _check(all(0 <= v < nh for v in vetoed_hits), "vetoed hit index out of range")
 
     excluded = set(exclude_ids)
     vetoed = set(vetoed_hits)
-    counts = {"hits": 0, "boosted": 0, "injected": 0, "rejected_role": 0, "vetoed": 0, "excluded": 0}
+    counts = {
+        "hits": 0,
+        "boosted": 0,
+        "injected": 0,
+        "rejected_role": 0,
+        "rejected_ratio": 0,
+        "vetoed": 0,
+        "excluded": 0,
+    }
+    ratio_test = max_ratio > 0.0 and bool(queries)
+
+    def passes_ratio(h: int) -> bool:
+        # the nearest hit of another query text and another answer is h's competitor
+        competitor = None
+        for g in range(nh):
+            if queries[g] == queries[h]:
+                continue
+            if hit_answer_ids[g] == hit_answer_ids[h] and hit_answer_corpora[g] == hit_answer_corpora[h]:
+                continue
+            d = float(hdist[g])
+            if competitor is None or d < competitor:
+                competitor = d
+        return competitor is None or float(hdist[h]) <= max_ratio * competitor
 
     # 1. drop excluded results, index the rest by (id, corpus)
     rows: list[Row] = []
@@ -190,6 +216,9 @@ def apply_playbook(
             counts["rejected_role"] += 1
             continue
         if hit_answer_ids[h] in excluded:
+            continue
+        if ratio_test and not passes_ratio(h):
+            counts["rejected_ratio"] += 1
             continue
         key = (hit_answer_ids[h], hit_answer_corpora[h])
         if key in present:

@@ -93,6 +93,8 @@ def apply_playbook(
     max_inject_distance: float,
     k: int,
     vetoed_hits: list[int],
+    hit_queries: list[str] = ...,
+    max_ratio: float = ...,
 ) -> tuple[
     list[int],  # result_index per row (-1: injected)
     list[int],  # hit_index per row (-1: plain retrieval)

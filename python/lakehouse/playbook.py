@@ -78,7 +78,8 @@ class PlaybookOutcome:
     distances: np.ndarray
     #: hits whose answer would be injected, in visiting order (what a judge must approve)
     inject_candidates: list[int]
-    #: hits (within max_distance), boosted, injected, rejected_role, vetoed, excluded
+    #: hits (within max_distance), boosted, injected, rejected_role, rejected_ratio, vetoed,
+    #: excluded
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -134,6 +135,8 @@ def apply_playbook(
     max_inject_distance: float = DEFAULT_MAX_INJECT_DISTANCE,
     k: int = 10,
     vetoed_hits: Sequence[int] = (),
+    hit_queries: Sequence[str] | None = None,
+    max_ratio: float = 0.0,
 ) -> PlaybookOutcome:
     """Boost and inject playbook answers into merged results, then sort and truncate.
 
@@ -143,8 +146,15 @@ def apply_playbook(
     converted to float32. ``hit_roles=None`` means no hit has a role. ``vetoed_hits`` are
     hit indexes whose injection is refused (the judge said no).
 
+    ``max_ratio > 0`` turns on the calibrated playbook's ratio test (0, the default, is the
+    reference): a hit boosts or injects only when its distance is at most ``max_ratio`` x
+    the distance of its nearest competitor, the nearest hit recorded for another query text
+    (``hit_queries[j]``) and another answer; hits that fail are counted in
+    ``rejected_ratio``. ``hit_queries=None`` means no hit has a competitor.
+
     Raises ValueError for mismatched lengths, non-finite distances, scores outside [0, 1],
-    negative thresholds, ``k < 1`` or a vetoed index out of range.
+    negative thresholds, ``k < 1``, a vetoed index out of range or ``hit_queries`` of
+    another length than the hits.
     """
     rids = _strings(result_ids, "result_ids")
     rcorp = _strings(result_corpora, "result_corpora")
@@ -170,6 +180,9 @@ def apply_playbook(
     for v in vetoed:
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= v < len(hids):
             raise ValueError(f"vetoed hit index {v!r} is out of range for {len(hids)} hits")
+    hqueries = [] if hit_queries is None else _strings(hit_queries, "hit_queries")
+    if hqueries and len(hqueries) != len(hids):
+        raise ValueError("hit_queries and hit_answer_ids differ in length")
     rows_r, rows_h, dists, sources, candidates, counts = _native.apply_playbook(
         rids,
         rcorp,
@@ -185,6 +198,8 @@ def apply_playbook(
         _threshold(max_inject_distance, "max_inject_distance"),
         int(k),
         [int(v) for v in vetoed],
+        hqueries,
+        _threshold(max_ratio, "max_ratio"),
     )
     rows = [
         PlaybookRow(int(r), int(h), float(d), s)

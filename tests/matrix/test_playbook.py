@@ -10,6 +10,8 @@ import hashlib
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from parity.reference import playbook as twin
 
 from lakehouse import playbook as native
@@ -310,3 +312,85 @@ def test_boost_distance_helper_matches_the_core():
     assert native.boost_distance(0.6566, 0.37) == out.rows[0].distance
     with pytest.raises(ValueError):
         native.boost_distance(0.5, 2.0)
+
+
+# -- the calibrated playbook's ratio test (max_ratio > 0; 0 is the reference) --------------
+
+RATIO_HITS = [
+    # answer, corpus, score, distance, role; their recorded queries are QUERIES
+    ("w-1", "workers", 1.0, 0.10, ""),
+    ("w-2", "workers", 1.0, 0.30, ""),
+    ("w-3", "workers", 1.0, 0.12, ""),
+]
+QUERIES = ["forklift milwaukee", "forklift chicago", "forklift milwaukee"]
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_ratio_test_lets_only_the_nearest_demand_act(rt):
+    out = run(rt, [], RATIO_HITS, max_inject_distance=0.5, max_ratio=0.7, hit_queries=QUERIES)
+    # w-1 and w-3 were recorded for the same query (one demand, two answers): both act;
+    # w-2's demand is 0.30 away while a competitor sits at 0.10: 0.30 > 0.7 x 0.10
+    assert ids(out, [], RATIO_HITS) == ["w-1", "w-3"]
+    assert out.counts["rejected_ratio"] == 1 and out.counts["injected"] == 2
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_ratio_test_refuses_an_undecided_query(rt):
+    hits = [("w-1", "workers", 1.0, 0.30, ""), ("w-2", "workers", 1.0, 0.35, "")]
+    out = run(rt, [("w-2", "workers", 0.5)], hits, max_inject_distance=0.5, max_ratio=0.7, hit_queries=["a", "b"])
+    # 0.30 <= 0.7 x 0.35 fails, so neither boosts nor injects
+    assert out.counts["rejected_ratio"] == 2 and out.counts["boosted"] == 0 and out.counts["injected"] == 0
+    assert float(out.rows[0].distance) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_ratio_test_ignores_competitors_with_the_same_answer_and_lone_hits(rt):
+    # a paraphrase recorded for the same answer is no competitor
+    hits = [("w-1", "workers", 1.0, 0.20, ""), ("w-1", "workers", 1.0, 0.21, "")]
+    out = run(rt, [], hits, max_inject_distance=0.5, max_ratio=0.7, hit_queries=["a", "b"])
+    assert out.counts["rejected_ratio"] == 0 and out.counts["injected"] == 1
+    out = run(rt, [], hits[:1], max_inject_distance=0.5, max_ratio=0.7, hit_queries=["a"])
+    assert out.counts["injected"] == 1
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_ratio_zero_or_no_queries_is_the_reference(rt):
+    ref = run(rt, [], RATIO_HITS, max_inject_distance=0.5)
+    assert twin.outcome_json(run(rt, [], RATIO_HITS, max_inject_distance=0.5, max_ratio=0.0, hit_queries=QUERIES)) == twin.outcome_json(ref)
+    assert twin.outcome_json(run(rt, [], RATIO_HITS, max_inject_distance=0.5, max_ratio=0.7)) == twin.outcome_json(ref)
+    assert ref.counts["injected"] == 3
+
+
+def test_ratio_test_validates():
+    with pytest.raises(ValueError, match="max_ratio"):
+        run(native, [], RATIO_HITS, max_ratio=-1.0, hit_queries=QUERIES)
+    with pytest.raises(ValueError, match="hit_queries"):
+        run(native, [], RATIO_HITS, max_ratio=0.7, hit_queries=QUERIES[:2])
+
+
+@given(
+    hits=st.lists(
+        st.tuples(
+            st.sampled_from(["w-1", "w-2", "w-3", "w-4"]),
+            st.floats(0.0, 1.0),
+            st.sampled_from([0.0, 0.1, 0.2, 0.25]) | st.floats(0.0, 0.5, width=32),
+            st.sampled_from(["q1", "q2", "q3"]),
+        ),
+        max_size=6,
+    ),
+    ratio=st.sampled_from([0.3, 0.7, 0.99]),
+)
+def test_with_a_ratio_below_one_no_two_rival_demands_act_together(hits, ratio):
+    """The calibrated playbook's guarantee: one demand's answer is never injected or boosted
+    for another's. Any two hits that act share their query or their answer, unless the query
+    is identical (distance 0) to both: d_i <= r d_j <= r^2 d_i forces d_i = d_j = 0."""
+    rows = [(a, "workers", s, d, "") for a, s, d, _ in hits]
+    results = [("w-1", "workers", 0.4), ("w-4", "workers", 0.45)]
+    out = run(native, results, rows, max_distance=1.0, max_inject_distance=1.0, max_ratio=ratio, hit_queries=[q for *_, q in hits])
+    acting = [r.hit_index for r in out.rows if r.hit_index >= 0]
+    for i in acting:
+        for j in acting:
+            assert hits[i][3] == hits[j][3] or hits[i][0] == hits[j][0] or hits[i][2] == hits[j][2] == 0.0
+    assert twin.outcome_json(out) == twin.outcome_json(
+        run(twin, results, rows, max_distance=1.0, max_inject_distance=1.0, max_ratio=ratio, hit_queries=[q for *_, q in hits])
+    )

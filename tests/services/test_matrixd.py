@@ -231,15 +231,22 @@ async def test_paraphrase_within_0_20_is_injected_and_at_0_3_is_not(stack):
     await stack.record(query_text=text, answer_id="w-9", answer_corpus="workers", score=1.0)
 
     near = at_distance(e, 0.15, 5)
-    answer = await stack.search(query_vector=near.tolist(), corpora=["workers"], k=3, use_playbook=True)
+    answer = await stack.search(
+        query_vector=near.tolist(), corpora=["workers"], k=3, use_playbook=True, playbook_max_inject_distance=0.20
+    )
+    assert answer["playbook"]["thresholds"]["mode"] == "request"
     top = answer["results"][0]
     assert top["id"] == "w-9" and top["source"] == "inject" and top["corpus"] == "workers"
     assert top["distance"] == pytest.approx(0.15 * 0.5, abs=1e-4)
     assert top["metadata"] == {"role": "Forklift Operator", "city": "Milwaukee"}
     assert answer["playbook"]["injected"] == 1 and len(answer["results"]) == 3
 
+    # The reference's window applies when the request sets it (a request that sets neither
+    # threshold is calibrated: tests/matrix/test_calibration.py)
     far = at_distance(e, 0.3, 6)
-    answer = await stack.search(query_vector=far.tolist(), corpora=["workers"], k=3, use_playbook=True)
+    answer = await stack.search(
+        query_vector=far.tolist(), corpora=["workers"], k=3, use_playbook=True, playbook_max_inject_distance=0.20
+    )
     assert "w-9" not in ids(answer)
     assert answer["playbook"]["hits"] == 1 and answer["playbook"]["injected"] == 0
     # the request can widen the inject window

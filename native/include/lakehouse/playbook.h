@@ -13,7 +13,12 @@
 //   2. Hits are visited by (distance ascending, input index ascending). A hit farther than
 //      max_distance is ignored; the rest count as `hits`. The role gate (role.h) rejects a
 //      hit when both roles are set and differ (`rejected_role`). A hit whose answer_id is
-//      excluded is skipped.
+//      excluded is skipped. With max_ratio > 0 (the calibrated playbook; 0 = the
+//      reference, no test) a hit must also be clearly the query's nearest demand:
+//      hit_distance <= max_ratio x c, where c is the distance of the nearest hit (any hit
+//      of the input) recorded for another query text AND another answer; a hit with no
+//      such competitor passes. Failing hits neither boost nor inject (`rejected_ratio`).
+//      With max_ratio < 1 only the nearest demand's answers can act on a query.
 //   3. Boost: when (answer_id, answer_corpus) matches results, each such result's distance
 //      becomes d x (1 - 0.5 x score). The first qualifying hit of an answer applies; later
 //      hits for the same answer do nothing (no compounding).
@@ -54,11 +59,15 @@ struct PlaybookInput {
   std::vector<double> hit_scores;
   std::vector<float> hit_distances;
   std::vector<std::string> hit_roles;
+  // The query text each hit was recorded for (its demand); empty = no hit has a competitor.
+  std::vector<std::string> hit_queries;
 
   std::string query_role;
   std::vector<std::string> exclude_ids;
   double max_distance = kDefaultPlaybookMaxDistance;
   double max_inject_distance = kDefaultPlaybookMaxInjectDistance;
+  // The ratio test of step 2; 0 = off (the reference's behaviour).
+  double max_ratio = 0.0;
   std::size_t k = 10;
   // Hit indexes whose injection the caller refuses (judge said no).
   std::vector<std::size_t> vetoed_hits;
@@ -78,6 +87,7 @@ struct PlaybookCounts {
   std::size_t boosted = 0;        // results whose distance was boosted
   std::size_t injected = 0;       // results injected (before truncation)
   std::size_t rejected_role = 0;  // hits refused by the role gate
+  std::size_t rejected_ratio = 0; // hits refused by the ratio test (max_ratio > 0)
   std::size_t vetoed = 0;         // inject candidates the caller vetoed
   std::size_t excluded = 0;       // results dropped by exclude_ids
 };
@@ -92,7 +102,8 @@ struct PlaybookOutcome {
 float playbook_boost(float distance, double score);
 
 // Throws std::invalid_argument for mismatched lengths, a non-finite distance, a score
-// outside [0, 1], a negative or non-finite threshold, k == 0 or a vetoed index out of range.
+// outside [0, 1], a negative or non-finite threshold, k == 0, a vetoed index out of range or
+// hit_queries neither empty nor one per hit.
 PlaybookOutcome apply_playbook(const PlaybookInput& in);
 
 }  // namespace lakehouse

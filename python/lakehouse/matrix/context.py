@@ -17,6 +17,7 @@ from ..clients.vectord import VectordClient
 from ..config import Config, MatrixdConfig
 from ..vectors import NAME_PATTERN
 from ..web import ApiError
+from .calibration import Calibrator
 
 __all__ = ["MatrixContext", "check_corpus_name", "upstream_failure"]
 
@@ -52,6 +53,8 @@ class MatrixContext:
     judge_session: aiohttp.ClientSession
     #: corpus name -> dimension, for playbook corpora this process created or checked
     known_dims: dict[str, int] = field(default_factory=dict)
+    #: calibrated playbook thresholds per (playbook corpus, model)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     @classmethod
     def from_config(

@@ -126,6 +126,7 @@ async def _add(
     trace_id: str | None,
 ) -> None:
     await ensure_corpus(ctx, corpus, int(vectors.shape[1]), trace_id)
+    ctx.calibrator.invalidate(corpus)  # the playbook changes: calibrate again on next use
     try:
         await ctx.vectord.add(corpus, ids, vectors, metadata, trace_id=trace_id)
     except UpstreamError as exc:

@@ -13,7 +13,10 @@ Order of operations (docs/matrix.md explains each choice):
 4. ``exclude_ids`` again (by id, any corpus), then the metadata filter (counted in
    ``metadata_filter_dropped``).
 5. Playbook (``use_playbook``): the query vector searches the playbook corpus for its top
-   hits (a missing playbook corpus is a cold start); the native core boosts, gates by role
+   hits (a missing playbook corpus is a cold start). When the request sets neither
+   threshold, they are calibrated to the model in use (:mod:`.calibration`: windows under
+   the unrelated floor, and the ratio test); else the reference's fixed windows apply.
+   The native core boosts, gates by role
    and picks inject candidates; each candidate's answer is fetched from its corpus (a
    missing answer is not injected, one failing the metadata filter neither) and, with a
    judge configured, rated; the core then applies the verdicts.
@@ -31,6 +34,7 @@ import numpy as np
 from ..clients.base import UpstreamError
 from ..playbook import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_INJECT_DISTANCE, apply_playbook
 from ..web import ApiError
+from .calibration import EXTRA_HITS, Thresholds
 from .context import MatrixContext, check_corpus_name, upstream_failure
 from .filter import FilterError, MetadataFilter
 from .judge import make_judge
@@ -161,6 +165,16 @@ async def search(ctx: MatrixContext, req: SearchRequest, trace_id: str | None) -
     max_inject = _threshold(
         req.playbook_max_inject_distance, DEFAULT_MAX_INJECT_DISTANCE, "playbook_max_inject_distance"
     )
+    # A request that sets a threshold gets the reference's fixed behaviour (wire parity);
+    # one that sets neither gets thresholds calibrated to the model (after the hits, below).
+    calibrate = req.playbook_max_distance == 0 and req.playbook_max_inject_distance == 0
+    thresholds = Thresholds(
+        "request" if not calibrate else "reference",
+        max_distance,
+        max_inject,
+        0.0,
+        "set by the request" if not calibrate else "nothing recorded yet (cold start)",
+    )
     if req.judge_min_rating > 5:
         raise ApiError.bad_request(f"judge_min_rating must be at most 5, got {req.judge_min_rating}")
     for name, url in (("judge_url", req.judge_url),):
@@ -227,13 +241,22 @@ async def search(ctx: MatrixContext, req: SearchRequest, trace_id: str | None) -
         "boosted": 0,
         "injected": 0,
         "rejected_role": 0,
+        "rejected_ratio": 0,
         "rejected_judge": 0,
         "rejected_missing": 0,
         "rejected_filter": 0,
     }
     hits: list[tuple[PlaybookEntry, float]] = []
     if req.use_playbook:
-        hits, summary["cold_start"] = await _playbook_hits(ctx, playbook_corpus, vector, top_k, trace_id)
+        # calibrated: a few more hits, so the ratio test sees the nearest competing demand
+        lookup_k = min(top_k + EXTRA_HITS, max_k) if calibrate else top_k
+        hits, summary["cold_start"] = await _playbook_hits(ctx, playbook_corpus, vector, lookup_k, trace_id)
+        if calibrate and not summary["cold_start"]:
+            thresholds = (await ctx.calibrator.calibrate(ctx, playbook_corpus, req.model, trace_id)).thresholds
+            max_distance, max_inject = thresholds.max_distance, thresholds.max_inject_distance
+        if thresholds.max_ratio == 0.0:
+            hits = hits[:top_k]  # without the ratio test, exactly the reference's top-K acts
+        summary["thresholds"] = thresholds.summary()
 
     args = (
         [r["id"] for r in merged],
@@ -251,6 +274,8 @@ async def search(ctx: MatrixContext, req: SearchRequest, trace_id: str | None) -
         "max_distance": max_distance,
         "max_inject_distance": max_inject,
         "k": k,
+        "hit_queries": [e.query_text for e, _ in hits],
+        "max_ratio": thresholds.max_ratio,
     }
     try:
         outcome = apply_playbook(*args, **kwargs)
@@ -286,6 +311,7 @@ async def search(ctx: MatrixContext, req: SearchRequest, trace_id: str | None) -
     summary["boosted"] = counts["boosted"]
     summary["injected"] = counts["injected"]
     summary["rejected_role"] = counts["rejected_role"]
+    summary["rejected_ratio"] = counts["rejected_ratio"]
     return {
         "results": results,
         "per_corpus": per_corpus,

@@ -12,6 +12,7 @@ import msgspec
 
 __all__ = [
     "BulkRequest",
+    "CalibrationRequest",
     "ChunkIn",
     "CorpusBuildRequest",
     "DowngradeRequest",
@@ -70,6 +71,19 @@ class BulkRequest(msgspec.Struct, forbid_unknown_fields=True):
     #: the batch's corpus; an entry's own playbook_corpus wins. ``corpus`` is an alias.
     playbook_corpus: str = ""
     corpus: str = ""
+
+
+class CalibrationRequest(msgspec.Struct, forbid_unknown_fields=True):
+    #: "" = [matrixd].playbook_corpus
+    playbook_corpus: str = ""
+    #: "" = embedd's default model
+    model: str = ""
+    #: also explain what the calibrated playbook does with this query's hits
+    query_text: str = ""
+    #: measure again instead of using the cached calibration
+    refresh: bool = False
+    #: 0 = 3
+    playbook_top_k: int = 0
 
 
 class FocusIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -72,6 +72,9 @@ async def _embedder_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        close = getattr(app[EMBEDDER].provider, "close", None)
+        if close is not None:
+            close()
         if session is not None:
             await session.close()
 

@@ -9,6 +9,8 @@ Routes (docs/matrix.md has every shape, default and decision):
 - ``POST /matrix/playbooks/bulk``    ``{entries: [...], playbook_corpus?}`` -> per-entry results
 - ``POST /matrix/relevance``         ``{focus, chunks, threshold?}`` -> scored chunks
 - ``POST /matrix/downgrade``         ``{mode, model, forced_mode?, ...}`` -> ``{mode, ...}``
+- ``POST /matrix/playbooks/calibration`` ``{playbook_corpus?, model?, query_text?, refresh?}``
+  -> the calibrated thresholds and why (``lakehouse calibrate`` prints it)
 - ``GET  /matrix/corpora``           vectord's index list
 - ``POST /matrix/corpus/build``      SQL on queryd -> embedd -> a vectord index;
   ``GET /matrix/corpus/build`` lists jobs, ``GET /matrix/corpus/build/{job_id}`` one job
@@ -18,6 +20,8 @@ The logic lives in :mod:`lakehouse.matrix`; this file decodes bodies and wires r
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 from collections.abc import AsyncIterator
 
@@ -26,10 +30,11 @@ from aiohttp import web
 
 from ..clients.base import UpstreamError
 from ..config import Config
-from ..matrix import corpus, downgrade, playbooks, relevance, retrieve
+from ..matrix import calibration, corpus, downgrade, playbooks, relevance, retrieve
 from ..matrix.context import MatrixContext, upstream_failure
 from ..matrix.types import (
     BulkRequest,
+    CalibrationRequest,
     CorpusBuildRequest,
     DowngradeRequest,
     RecordRequest,
@@ -67,6 +72,23 @@ async def handle_record(request: web.Request) -> web.Response:
 async def handle_bulk(request: web.Request) -> web.Response:
     body = await read_json(request, BulkRequest)
     return json_response(await playbooks.record_bulk(request.app[MATRIX], body, trace_id(request)))
+
+
+async def handle_calibration(request: web.Request) -> web.Response:
+    body = await read_json(request, CalibrationRequest)
+    ctx = request.app[MATRIX]
+    if not 0 <= body.playbook_top_k <= ctx.settings.max_k:
+        raise ApiError.bad_request(f"playbook_top_k must be within 0..{ctx.settings.max_k}")
+    report = await calibration.explain(
+        ctx,
+        body.playbook_corpus or ctx.settings.playbook_corpus,
+        body.model,
+        body.query_text,
+        refresh=body.refresh,
+        top_k=body.playbook_top_k or retrieve.DEFAULT_PLAYBOOK_TOP_K,
+        trace_id=trace_id(request),
+    )
+    return json_response(report)
 
 
 async def handle_relevance(request: web.Request) -> web.Response:
@@ -172,6 +194,7 @@ def create_app(config: Config) -> web.Application:
     r.post("/matrix/downgrade", handle_downgrade, summary="The enrichment mode for a model", body=DowngradeRequest, ok=A.Downgrade)
     r.post("/matrix/playbooks/record", handle_record, summary="Record one playbook entry", body=RecordRequest, ok=A.PlaybookRecorded, errors=(404, 502, 504))
     r.post("/matrix/playbooks/bulk", handle_bulk, summary="Record many playbook entries (a bad entry fails alone)", body=BulkRequest, ok=A.BulkRecorded, errors=(404, 502, 504))
+    r.post("/matrix/playbooks/calibration", handle_calibration, summary="The playbook thresholds the calibration chose, and why", body=CalibrationRequest, ok=dict[str, Any], errors=(502, 504))
     r.post("/matrix/corpus/build", handle_build, summary="SQL on queryd -> embedd -> a vectord index", body=CorpusBuildRequest, ok=A.CorpusJob, responses={202: A.CorpusJob}, errors=(404, 409, 502, 504))
     r.get("/matrix/corpus/build", handle_jobs, summary="Every corpus build job", ok=A.CorpusJobs)
     r.get("/matrix/corpus/build/{job_id}", handle_job, summary="One corpus build job", ok=A.CorpusJob, errors=(404,))
