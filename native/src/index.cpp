@@ -106,13 +106,21 @@ std::pair<std::size_t, std::size_t> Index::add(
   }
   if (n == 0) return {0, 0};
 
-  // Validate the whole batch before touching anything.
+  // Validate the whole batch before touching anything. No copy of the batch is made: a
+  // vector goes from the caller's buffer into the store (cosine: normalised on the way,
+  // through one row of scratch), so peak memory during a bulk add is the index itself.
   const std::size_t d = params_.dims;
-  std::vector<float> prepared(n * d);
+  std::vector<float> scratch(d);
   for (std::size_t i = 0; i < n; ++i) {
     if (ids[i].empty()) throw std::invalid_argument("item " + std::to_string(i) + ": empty id");
-    prepare(vectors + i * d, prepared.data() + i * d, i, "item");
+    prepare(vectors + i * d, scratch.data(), i, "item");
   }
+  // Item i's vector as stored (valid until the next call).
+  auto row = [&](std::size_t i) -> const float* {
+    if (!space_.needs_normalise()) return vectors + i * d;
+    prepare(vectors + i * d, scratch.data(), i, "item");
+    return scratch.data();
+  };
   // A duplicate id inside the batch: the last occurrence wins.
   std::vector<std::size_t> order;
   order.reserve(n);
@@ -136,8 +144,7 @@ std::pair<std::size_t, std::size_t> Index::add(
     std::size_t need = 0;
     for (std::size_t i : order) {
       const std::uint32_t slot = store_.find(ids[i]);
-      if (slot == kNoSlot ||
-          std::memcmp(store_.vector(slot), prepared.data() + i * d, d * sizeof(float)) != 0) {
+      if (slot == kNoSlot || std::memcmp(store_.vector(slot), row(i), d * sizeof(float)) != 0) {
         ++need;
       }
     }
@@ -149,7 +156,7 @@ std::pair<std::size_t, std::size_t> Index::add(
     }
     graph_built = graph_built_;
     for (std::size_t i : order) {
-      const float* vec = prepared.data() + i * d;
+      const float* vec = row(i);
       const std::optional<std::string> none;
       const std::optional<std::string>& meta = metadata.empty() ? none : metadata[i];
       const std::uint32_t slot = store_.find(ids[i]);
