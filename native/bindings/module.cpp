@@ -116,6 +116,7 @@ py::dict stats_dict(const IndexStats& s) {
   d["graph_built"] = s.graph_built;
   d["max_level"] = s.max_level;
   d["memory_bytes"] = s.memory_bytes;
+  d["unreachable"] = s.unreachable;
   d["isa"] = s.isa;
   return d;
 }
@@ -275,6 +276,7 @@ PYBIND11_MODULE(_native, m) {
       .def("_inject_graph_failures", &Index::inject_graph_failures)
       .def("_graph_neighbours", &Index::graph_neighbours, py::arg("id"), py::arg("layer"))
       .def("_graph_entry", &Index::graph_entry)
+      .def("_check_graph", &Index::check_graph)
       .def("_graph_level", &Index::graph_level, py::arg("id"))
       .def("to_bytes",
            [](const Index& ix) {

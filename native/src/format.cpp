@@ -387,6 +387,7 @@ class IndexCodec {
           throw FormatError("corrupt entry point");
         }
         g.restore_entry(entry, max_level);
+        g.restore_anchors();
       } else if (entry != kNoSlot) {
         throw FormatError("corrupt entry point");
       }

@@ -102,7 +102,8 @@ HnswGraph::HnswGraph(const SideStore& store, const Space& space, GraphParams par
       seed_(params.seed),
       level_mult_(1.0 / std::log(double(std::max<std::size_t>(params.m, 2)))),
       stride0_(1 + max_m0_),
-      stride_up_(1 + m_) {}
+      stride_up_(1 + m_),
+      soft_children_(std::max<std::size_t>(1, max_m0_ / 4)) {}
 
 HnswGraph::~HnswGraph() = default;
 
@@ -116,17 +117,26 @@ void HnswGraph::reserve(std::size_t capacity) {
   std::unique_ptr<std::uint8_t[]> levels(new std::uint8_t[capacity]);
   std::unique_ptr<std::atomic<std::uint32_t*>[]> upper(new std::atomic<std::uint32_t*>[capacity]);
   std::unique_ptr<std::atomic<std::uint8_t>[]> locks(new std::atomic<std::uint8_t>[capacity]);
+  std::unique_ptr<std::atomic<std::int64_t>[]> seq(new std::atomic<std::int64_t>[capacity]);
+  std::unique_ptr<std::atomic<std::uint32_t>[]> anchor(new std::atomic<std::uint32_t>[capacity]);
+  std::unique_ptr<std::atomic<std::uint16_t>[]> children(new std::atomic<std::uint16_t>[capacity]);
+  constexpr auto rx = std::memory_order_relaxed;
   for (std::size_t i = 0; i < capacity; ++i) {
     const bool old = i < capacity_;
     levels[i] = old ? levels_[i] : kUnlinked;
-    upper[i].store(old ? upper_[i].load(std::memory_order_relaxed) : nullptr,
-                   std::memory_order_relaxed);
-    locks[i].store(0, std::memory_order_relaxed);
+    upper[i].store(old ? upper_[i].load(rx) : nullptr, rx);
+    locks[i].store(0, rx);
+    seq[i].store(old ? seq_[i].load(rx) : 0, rx);
+    anchor[i].store(old ? anchor_[i].load(rx) : kNoSlot, rx);
+    children[i].store(old ? children_[i].load(rx) : 0, rx);
   }
   links0_ = std::move(links0);
   levels_ = std::move(levels);
   upper_ = std::move(upper);
   locks_ = std::move(locks);
+  seq_ = std::move(seq);
+  anchor_ = std::move(anchor);
+  children_ = std::move(children);
   capacity_ = capacity;
 }
 
@@ -281,14 +291,52 @@ void HnswGraph::keep_neighbours(std::vector<Candidate>& cands, std::size_t m,
   }
 }
 
+namespace {
+
+// Puts `id` into a pruned selection: appended when there is room, else in place of the
+// farthest entry (the selection's tail) that `keep` does not protect. False if all are.
+template <class Keep>
+bool force_in(std::vector<Candidate>& pool, Candidate c, std::size_t limit, const Keep& keep) {
+  for (const Candidate& k : pool) {
+    if (k.second == c.second) return true;
+  }
+  if (pool.size() < limit) {
+    pool.push_back(c);
+    return true;
+  }
+  for (std::size_t i = pool.size(); i-- > 0;) {
+    if (!keep(pool[i].second)) {
+      pool[i] = c;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighbours, int layer) {
   const std::size_t limit = cap(layer);
   {
     NodeLock lock(*this, slot);
     std::uint32_t* blk = block(slot, layer);
     std::uint32_t buf[2 * kMaxM];
-    const std::size_t n = std::min(neighbours.size(), limit);
-    for (std::size_t i = 0; i < n; ++i) buf[i] = neighbours[i].second;
+    std::size_t n = 0;
+    if (layer == 0) {
+      // Nodes anchored here stay (another insert may have anchored to a node being linked).
+      const std::size_t cnt = std::min<std::size_t>(load(blk), limit);
+      for (std::size_t i = 0; i < cnt; ++i) {
+        const std::uint32_t s = load(blk + 1 + i);
+        if (anchored_here(s, slot)) buf[n++] = s;
+      }
+    }
+    const std::size_t kept = n;
+    for (const Candidate& c : neighbours) {
+      if (n >= limit) break;
+      bool dup = false;
+      for (std::size_t i = 0; i < kept && !dup; ++i) dup = buf[i] == c.second;
+      if (!dup) buf[n++] = c.second;
+    }
     write_links(blk, buf, n);
   }
   std::vector<Candidate> pool;
@@ -313,12 +361,21 @@ void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighb
     const float* nv = vv.at(n);
     pool.clear();
     pool.emplace_back(nb.first, slot);
+    ids.clear();  // nodes anchored to n: they stay, whatever the prune says
     for (std::size_t i = 0; i < cnt; ++i) {
       const std::uint32_t s = load(blk + 1 + i);
       if (s >= capacity_ || store_.state(s) != SlotState::Live) continue;
-      pool.emplace_back(vv(nv, s), s);
+      const float d = vv(nv, s);
+      pool.emplace_back(d, s);
+      if (layer == 0 && anchored_here(s, n)) ids.push_back(s);
     }
     std::sort(pool.begin(), pool.end());
+    std::vector<Candidate> protect;
+    for (std::uint32_t s : ids) {
+      for (const Candidate& c : pool) {
+        if (c.second == s) protect.push_back(c);
+      }
+    }
     // Keep the list nearly full: the heuristic can drop many old links at once (a
     // near-duplicate newcomer "covers" them). It is refilled to all but an eighth of the
     // cap: that slack takes the next few reverse links as plain appends, so the quadratic
@@ -326,18 +383,119 @@ void HnswGraph::connect(std::uint32_t slot, const std::vector<Candidate>& neighb
     // instructions than hnswlib's build at the same recall per ef as a list refilled to the
     // brim).
     keep_neighbours(pool, limit, limit - std::max<std::size_t>(1, limit / 8));
+    auto is_protected = [&](std::uint32_t s) {
+      for (const Candidate& c : protect) {
+        if (c.second == s) return true;
+      }
+      return false;
+    };
+    for (const Candidate& c : protect) force_in(pool, c, limit, is_protected);
     // The newcomer keeps this in-link even if the prune left it out: a new node whose
     // reverse links are all pruned away at once has no way in and can never be found.
-    bool has_new = false;
-    for (const Candidate& k : pool) has_new |= k.second == slot;
-    if (!has_new) {
-      if (pool.size() < limit) pool.emplace_back(nb.first, slot);
-      else pool.back() = Candidate(nb.first, slot);
-    }
+    force_in(pool, Candidate(nb.first, slot), limit, is_protected);
     ids.clear();
     for (const Candidate& c : pool) ids.push_back(c.second);
     write_links(blk, ids.data(), ids.size());
   }
+}
+
+bool HnswGraph::may_anchor(std::uint32_t y, std::uint32_t x) const {
+  return y < capacity_ && y != x && store_.state(y) == SlotState::Live &&
+         __atomic_load_n(&levels_[y], __ATOMIC_ACQUIRE) != kUnlinked &&
+         seq_[y].load(std::memory_order_acquire) < seq_[x].load(std::memory_order_acquire);
+}
+
+bool HnswGraph::try_anchor(std::uint32_t x, std::uint32_t y, std::size_t child_cap) {
+  if (x == y || y >= capacity_) return false;
+  NodeLock first(*this, std::min(x, y));
+  NodeLock second(*this, std::max(x, y));
+  if (store_.state(x) != SlotState::Live || levels_[x] == kUnlinked) return true;  // nothing to anchor
+  const std::uint32_t old = anchor_[x].load(std::memory_order_acquire);
+  if (old == y) return true;
+  if (!may_anchor(y, x) || children_[y].load(std::memory_order_acquire) >= child_cap) return false;
+  std::uint32_t* blk = links0(y);
+  const std::size_t cnt = std::min<std::size_t>(load(blk), max_m0_);
+  bool present = false;
+  for (std::size_t i = 0; i < cnt && !present; ++i) present = load(blk + 1 + i) == x;
+  if (!present) {
+    if (cnt < max_m0_) {
+      store(blk + 1 + cnt, x);
+      store_count(blk, static_cast<std::uint32_t>(cnt + 1));
+    } else {
+      // displace the farthest link not anchored here (a tombstone first)
+      const VecView vv = view();
+      const float* yv = vv.at(y);
+      std::size_t far = cnt;
+      float far_d = -1;
+      for (std::size_t i = 0; i < cnt; ++i) {
+        const std::uint32_t s = load(blk + 1 + i);
+        const bool live = s < capacity_ && store_.state(s) == SlotState::Live;
+        if (live && anchored_here(s, y)) continue;
+        const float d = live ? vv(yv, s) : kInf;
+        if (d > far_d) {
+          far_d = d;
+          far = i;
+        }
+      }
+      if (far == cnt) return false;
+      store(blk + 1 + far, x);
+    }
+  }
+  anchor_[x].store(y, std::memory_order_release);
+  children_[y].fetch_add(1, std::memory_order_acq_rel);
+  if (old != kNoSlot) children_[old].fetch_sub(1, std::memory_order_acq_rel);
+  return true;
+}
+
+void HnswGraph::reanchor(std::uint32_t x) {
+  if (x == entry_point() || store_.state(x) != SlotState::Live || levels_[x] == kUnlinked) return;
+  const VecView vv = view();
+  const float* v = vv.at(x);
+  std::vector<Candidate> cands;
+  // 1. its own neighbours: links are made both ways, so they are near and mostly older
+  std::uint32_t mine[2 * kMaxM];
+  const std::size_t n = read_links(x, 0, mine);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (may_anchor(mine[i], x)) cands.emplace_back(vv(v, mine[i]), mine[i]);
+  }
+  std::sort(cands.begin(), cands.end());
+  for (const Candidate& c : cands) {
+    if (try_anchor(x, c.second, soft_children_)) return;
+  }
+  // 2. the nearest eligible nodes a search for its vector finds
+  std::uint32_t ep = entry_point();
+  if (ep != kNoSlot && ep != x) {
+    float ep_dist = vv(v, ep);
+    for (int l = max_level(); l > 0; --l) greedy(v, l, ep, ep_dist, x);
+    const SlotFilter filter = [this, x](std::uint32_t s) {
+      return may_anchor(s, x) && children_[s].load(std::memory_order_relaxed) < soft_children_;
+    };
+    search_layer(v, ep, ep_dist, 0, ef_construction_, &filter, x, scratch(), cands);
+    for (const Candidate& c : cands) {
+      if (try_anchor(x, c.second, soft_children_)) return;
+    }
+  }
+  // 3. every eligible node, nearest first, up to a whole list of anchored nodes (an old
+  // node has few older ones to choose from)
+  cands.clear();
+  const std::size_t slots = std::min(store_.size(), capacity_);
+  for (std::size_t s = 0; s < slots; ++s) {
+    const auto y = static_cast<std::uint32_t>(s);
+    if (may_anchor(y, x)) cands.emplace_back(vv(v, y), y);
+  }
+  std::sort(cands.begin(), cands.end());
+  for (const Candidate& c : cands) {
+    if (try_anchor(x, c.second, max_m0_)) return;
+  }
+  if (x == entry_point()) return;
+  throw std::runtime_error("no node can anchor slot " + std::to_string(x));
+}
+
+void HnswGraph::make_root(std::uint32_t slot) {
+  seq_[slot].store(root_seq_.fetch_sub(1) - 1, std::memory_order_release);
+  NodeLock lock(*this, slot);
+  const std::uint32_t old = anchor_[slot].exchange(kNoSlot, std::memory_order_acq_rel);
+  if (old != kNoSlot) children_[old].fetch_sub(1, std::memory_order_acq_rel);
 }
 
 void HnswGraph::mark_unlinked(std::uint32_t slot) {
@@ -366,6 +524,11 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
       upper_[slot].store(arr, std::memory_order_release);
     }
     store_count(links0(slot), 0);
+    // Ranks after every node linked so far; a reused slot's anchoring was undone when it
+    // was deleted (repair_deleted), so it starts with no anchor and no anchored nodes.
+    seq_[slot].store(next_seq_.fetch_add(1), std::memory_order_release);
+    anchor_[slot].store(kNoSlot, std::memory_order_release);
+    children_[slot].store(0, std::memory_order_release);
     __atomic_store_n(&levels_[slot], static_cast<std::uint8_t>(level), __ATOMIC_RELEASE);
   }
 
@@ -378,11 +541,13 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
     ep = entry_point();
     top = max_level();
     if (ep == kNoSlot || ep == slot) {
+      make_root(slot);
       entry_.store(slot, std::memory_order_release);
       max_level_.store(level, std::memory_order_release);
       return;
     }
   }
+  const std::uint32_t ep0 = ep;
   float ep_dist = dist(v, ep);
   for (int l = top; l > level; --l) greedy(v, l, ep, ep_dist, slot);
   std::vector<Candidate> found;
@@ -394,16 +559,32 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
     }
     keep_neighbours(found, m_, m_);
     connect(slot, found, l);
+    if (l == 0 && level <= top) {
+      // The anchor: the nearest neighbour that ranks below it and has room, else a wider look.
+      bool anchored = false;
+      for (const Candidate& c : found) {
+        if ((anchored = try_anchor(slot, c.second, soft_children_))) break;
+      }
+      if (!anchored) reanchor(slot);
+    }
   }
   if (level > top) {
+    // The new entry point ranks below everything; the old one anchors to it.
+    make_root(slot);
     entry_.store(slot, std::memory_order_release);
     max_level_.store(level, std::memory_order_release);
+    if (!try_anchor(ep0, slot, max_m0_)) reanchor(ep0);
   }
 }
 
 void HnswGraph::repair_deleted(std::uint32_t slot) {
   const int top = __atomic_load_n(&levels_[slot], __ATOMIC_ACQUIRE);
   if (top == kUnlinked) return;
+  {
+    NodeLock lock(*this, slot);
+    const std::uint32_t old = anchor_[slot].exchange(kNoSlot, std::memory_order_acq_rel);
+    if (old != kNoSlot) children_[old].fetch_sub(1, std::memory_order_acq_rel);
+  }
   std::vector<std::uint32_t> around(max_m0_);
   std::vector<std::pair<std::uint32_t, int>> worn;  // lists deletes have worn too short
   for (int layer = 0; layer <= top; ++layer) {
@@ -450,14 +631,26 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
     }
   }
   for (const auto& [n, layer] : worn) relink(n, layer);
-  // The deleted node's neighbours may have been reachable only through it; once its slot
-  // is reused its links are gone, so each of them must keep an in-link of its own.
+  if (entry_point() == slot) choose_entry_excluding(slot);
+  // The nodes anchored here: no later anchoring can pick this node (it is no longer live),
+  // so the list read under its lock names all of them. Each gets a new anchor before the
+  // slot can be reused.
+  std::vector<std::uint32_t> kids;
+  {
+    NodeLock lock(*this, slot);
+    const std::size_t na = read_links(slot, 0, around.data());
+    for (std::size_t a = 0; a < na; ++a) {
+      if (anchored_here(around[a], slot)) kids.push_back(around[a]);
+    }
+  }
+  for (std::uint32_t c : kids) reanchor(c);
+  // Its other neighbours may have been easiest to find through it: each keeps an in-link
+  // from a live neighbour of its own.
   const std::size_t na = read_links(slot, 0, around.data());
   for (std::size_t a = 0; a < na; ++a) {
     const std::uint32_t c = around[a];
     if (c < capacity_ && c != slot && store_.state(c) == SlotState::Live) ensure_in_link(c, slot);
   }
-  if (entry_point() == slot) choose_entry_excluding(slot);
 }
 
 void HnswGraph::relink(std::uint32_t node, int layer) {
@@ -514,6 +707,7 @@ void HnswGraph::ensure_in_link(std::uint32_t node, std::uint32_t gone) {
   for (std::size_t i = 0; i < cnt; ++i) {
     const std::uint32_t s = load(blk + 1 + i);
     if (s == node) return;
+    if (anchored_here(s, best) && store_.state(s) == SlotState::Live) continue;  // stays
     // a link to a tombstone is the first to go
     const float d = (s >= capacity_ || store_.state(s) != SlotState::Live) ? kInf : vv(bv, s);
     if (d > far_d) {
@@ -524,31 +718,130 @@ void HnswGraph::ensure_in_link(std::uint32_t node, std::uint32_t gone) {
   if (cnt < max_m0_) {
     store(blk + 1 + cnt, node);
     store_count(blk, static_cast<std::uint32_t>(cnt + 1));
-  } else {
+  } else if (far < cnt) {
     store(blk + 1 + far, node);
   }
 }
 
-std::size_t HnswGraph::link_orphans() {
+std::size_t HnswGraph::restore_anchors() {
   const std::size_t slots = std::min(store_.size(), capacity_);
-  std::vector<std::uint32_t> indegree(slots, 0);
-  std::vector<std::uint32_t> buf(max_m0_);
+  auto linked_live = [&](std::uint32_t s) {
+    return s < slots && levels_[s] != kUnlinked && store_.state(s) == SlotState::Live;
+  };
   for (std::size_t s = 0; s < slots; ++s) {
-    if (levels_[s] == kUnlinked) continue;
-    const std::size_t n = read_links(std::uint32_t(s), 0, buf.data());
-    for (std::size_t i = 0; i < n; ++i) {
-      if (buf[i] < slots) ++indegree[buf[i]];
-    }
+    anchor_[s].store(kNoSlot, std::memory_order_relaxed);
+    children_[s].store(0, std::memory_order_relaxed);
+    seq_[s].store(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
   }
   const std::uint32_t entry = entry_point();
-  std::size_t linked = 0;
-  for (std::size_t s = 0; s < slots; ++s) {
-    if (indegree[s] > 0 || s == entry || levels_[s] == kUnlinked) continue;
-    if (store_.state(std::uint32_t(s)) != SlotState::Live) continue;
-    ensure_in_link(std::uint32_t(s), kNoSlot);
-    ++linked;
+  if (entry == kNoSlot) return 0;
+  // Rank in breadth-first order from the entry point (which ranks 0).
+  std::vector<std::uint32_t> order;
+  order.reserve(slots);
+  seq_[entry].store(0, std::memory_order_relaxed);
+  order.push_back(entry);
+  std::vector<std::uint32_t> buf(max_m0_);
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const std::size_t n = read_links(order[i], 0, buf.data());
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::uint32_t c = buf[j];
+      if (!linked_live(c) || seq_[c].load(std::memory_order_relaxed) != std::numeric_limits<std::int64_t>::max()) continue;
+      seq_[c].store(std::int64_t(order.size()), std::memory_order_relaxed);
+      order.push_back(c);
+    }
   }
-  return linked;
+  // Anchor each node to the first lower-ranked node listing it that has room, else to the
+  // node that found it (which lists it: a list holds at most max_m0 anchored nodes).
+  std::vector<std::uint32_t> finder(slots, kNoSlot);
+  for (std::uint32_t y : order) {
+    const std::size_t n = read_links(y, 0, buf.data());
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::uint32_t c = buf[j];
+      if (!linked_live(c) || c == entry || anchor_[c].load(std::memory_order_relaxed) != kNoSlot) continue;
+      if (seq_[c].load(std::memory_order_relaxed) <= seq_[y].load(std::memory_order_relaxed)) continue;
+      if (finder[c] == kNoSlot) finder[c] = y;
+      if (children_[y].load(std::memory_order_relaxed) < soft_children_) {
+        anchor_[c].store(y, std::memory_order_relaxed);
+        children_[y].fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+  for (std::uint32_t c : order) {
+    if (c == entry || anchor_[c].load(std::memory_order_relaxed) != kNoSlot) continue;
+    anchor_[c].store(finder[c], std::memory_order_relaxed);
+    children_[finder[c]].fetch_add(1, std::memory_order_relaxed);
+  }
+  next_seq_.store(std::int64_t(order.size()) + 1);
+  root_seq_.store(0);
+  // Nodes the traversal missed (a file written before this invariant existed) rank last
+  // and are anchored to their nearest reachable node.
+  std::size_t missed = 0;
+  for (std::size_t s = 0; s < slots; ++s) {
+    const auto x = static_cast<std::uint32_t>(s);
+    if (!linked_live(x) || seq_[x].load(std::memory_order_relaxed) != std::numeric_limits<std::int64_t>::max()) continue;
+    seq_[x].store(next_seq_.fetch_add(1), std::memory_order_relaxed);
+    ++missed;
+  }
+  if (missed) {
+    for (std::size_t s = 0; s < slots; ++s) {
+      const auto x = static_cast<std::uint32_t>(s);
+      if (linked_live(x) && x != entry && anchor_[x].load() == kNoSlot) reanchor(x);
+    }
+  }
+  return missed;
+}
+
+std::size_t HnswGraph::unreachable() const {
+  const std::size_t slots = std::min(store_.size(), capacity_);
+  std::size_t live = 0;
+  for (std::size_t s = 0; s < slots; ++s) live += store_.state(std::uint32_t(s)) == SlotState::Live;
+  const std::uint32_t entry = entry_point();
+  if (entry == kNoSlot || entry >= slots || store_.state(entry) != SlotState::Live) return live;
+  std::vector<std::uint8_t> seen(slots, 0);
+  std::vector<std::uint32_t> queue{entry};
+  seen[entry] = 1;
+  std::vector<std::uint32_t> buf(max_m0_);
+  for (std::size_t i = 0; i < queue.size(); ++i) {
+    const std::size_t n = read_links(queue[i], 0, buf.data());
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::uint32_t c = buf[j];
+      if (c >= slots || seen[c] || store_.state(c) != SlotState::Live) continue;
+      if (__atomic_load_n(&levels_[c], __ATOMIC_ACQUIRE) == kUnlinked) continue;
+      seen[c] = 1;
+      queue.push_back(c);
+    }
+  }
+  return live - queue.size();
+}
+
+std::string HnswGraph::check_anchors() const {
+  const std::size_t slots = std::min(store_.size(), capacity_);
+  const std::uint32_t entry = entry_point();
+  std::vector<std::size_t> kids(slots, 0);
+  std::vector<std::uint32_t> buf(max_m0_);
+  for (std::size_t s = 0; s < slots; ++s) {
+    const auto x = static_cast<std::uint32_t>(s);
+    if (store_.state(x) != SlotState::Live || levels_[x] == kUnlinked) continue;
+    const std::uint32_t a = anchor_[x].load();
+    if (x == entry) {
+      if (a != kNoSlot) return "the entry point has an anchor";
+      continue;
+    }
+    if (seq_[entry].load() >= seq_[x].load()) return "slot " + std::to_string(x) + " ranks below the entry point";
+    if (a == kNoSlot) return "slot " + std::to_string(x) + " has no anchor";
+    if (a >= slots || !may_anchor(a, x)) return "slot " + std::to_string(x) + " has an invalid anchor";
+    const std::size_t n = read_links(a, 0, buf.data());
+    if (std::find(buf.begin(), buf.begin() + n, x) == buf.begin() + n) {
+      return "slot " + std::to_string(x) + " is not in its anchor's list";
+    }
+    ++kids[a];
+  }
+  for (std::size_t s = 0; s < slots; ++s) {
+    const auto y = static_cast<std::uint32_t>(s);
+    if (store_.state(y) != SlotState::Live || levels_[y] == kUnlinked) continue;
+    if (kids[s] != children_[s].load()) return "slot " + std::to_string(s) + " miscounts its anchored nodes";
+  }
+  return std::string();
 }
 
 void HnswGraph::choose_entry_excluding(std::uint32_t slot) {
@@ -565,6 +858,7 @@ void HnswGraph::choose_entry_excluding(std::uint32_t slot) {
       best = static_cast<std::uint32_t>(s);
     }
   }
+  if (best != kNoSlot) make_root(best);
   entry_.store(best, std::memory_order_release);
   max_level_.store(best_level, std::memory_order_release);
 }

@@ -106,13 +106,21 @@ std::pair<std::size_t, std::size_t> Index::add(
   }
   if (n == 0) return {0, 0};
 
-  // Validate the whole batch before touching anything.
+  // Validate the whole batch before touching anything. No copy of the batch is made: a
+  // vector goes from the caller's buffer into the store (cosine: normalised on the way,
+  // through one row of scratch), so peak memory during a bulk add is the index itself.
   const std::size_t d = params_.dims;
-  std::vector<float> prepared(n * d);
+  std::vector<float> scratch(d);
   for (std::size_t i = 0; i < n; ++i) {
     if (ids[i].empty()) throw std::invalid_argument("item " + std::to_string(i) + ": empty id");
-    prepare(vectors + i * d, prepared.data() + i * d, i, "item");
+    prepare(vectors + i * d, scratch.data(), i, "item");
   }
+  // Item i's vector as stored (valid until the next call).
+  auto row = [&](std::size_t i) -> const float* {
+    if (!space_.needs_normalise()) return vectors + i * d;
+    prepare(vectors + i * d, scratch.data(), i, "item");
+    return scratch.data();
+  };
   // A duplicate id inside the batch: the last occurrence wins.
   std::vector<std::size_t> order;
   order.reserve(n);
@@ -136,8 +144,7 @@ std::pair<std::size_t, std::size_t> Index::add(
     std::size_t need = 0;
     for (std::size_t i : order) {
       const std::uint32_t slot = store_.find(ids[i]);
-      if (slot == kNoSlot ||
-          std::memcmp(store_.vector(slot), prepared.data() + i * d, d * sizeof(float)) != 0) {
+      if (slot == kNoSlot || std::memcmp(store_.vector(slot), row(i), d * sizeof(float)) != 0) {
         ++need;
       }
     }
@@ -149,7 +156,7 @@ std::pair<std::size_t, std::size_t> Index::add(
     }
     graph_built = graph_built_;
     for (std::size_t i : order) {
-      const float* vec = prepared.data() + i * d;
+      const float* vec = row(i);
       const std::optional<std::string> none;
       const std::optional<std::string>& meta = metadata.empty() ? none : metadata[i];
       const std::uint32_t slot = store_.find(ids[i]);
@@ -182,11 +189,7 @@ std::pair<std::size_t, std::size_t> Index::add(
   }
 
   if (graph_built && (!fresh.empty() || !dead.empty())) {
-    {
-      SharedLock st(struct_mu_);
-      for (std::uint32_t s : dead) graph_->repair_deleted(s);
-    }
-    deletes_since_rebuild_ += dead.size();
+    repair_graph(dead);
     insert_into_graph(fresh, levels);
     if (!dead.empty()) {
       SharedLock st(struct_mu_);
@@ -213,6 +216,21 @@ void Index::insert_into_graph(const std::vector<std::uint32_t>& slots, const std
       }
     }
   });
+}
+
+void Index::repair_graph(const std::vector<std::uint32_t>& dead) {
+  SharedLock st(struct_mu_);
+  for (std::uint32_t s : dead) {
+    try {
+      graph_->repair_deleted(s);
+    } catch (...) {
+      // As for a failed insert: the store is intact and the graph is rebuilt from it
+      // before the mutation returns.
+      graph_failures_.fetch_add(1);
+      graph_broken_.store(true);
+    }
+  }
+  deletes_since_rebuild_ += dead.size();
 }
 
 void Index::maybe_build_or_rebuild() {
@@ -267,10 +285,7 @@ void Index::rebuild_graph(bool count_as_rebuild) {
         }
       }
     });
-    if (!failed) {
-      graph->link_orphans();
-      break;
-    }
+    if (!failed) break;
     if (attempt >= 2) throw std::runtime_error("graph rebuild failed repeatedly");
     graph_failures_.fetch_add(1);
     SharedLock st(struct_mu_);
@@ -310,11 +325,7 @@ std::size_t Index::remove(const std::vector<std::string>& ids) {
     }
   }
   if (graph_built && !dead.empty()) {
-    {
-      SharedLock st(struct_mu_);
-      for (std::uint32_t s : dead) graph_->repair_deleted(s);
-    }
-    deletes_since_rebuild_ += dead.size();
+    repair_graph(dead);
     SharedLock st(struct_mu_);
     UniqueLock mt(meta_mu_);
     for (std::uint32_t s : dead) store_.release(s);
@@ -496,6 +507,7 @@ IndexStats Index::stats() const {
   s.graph_built = graph_built_;
   s.max_level = graph_built_ ? graph_->max_level() : -1;
   s.memory_bytes = store_.memory_bytes() + (graph_built_ ? graph_->memory_bytes() : 0);
+  s.unreachable = graph_built_ && !graph_broken_.load() ? graph_->unreachable() : 0;
   s.isa = space_.isa();
   return s;
 }
@@ -542,6 +554,13 @@ std::pair<std::string, int> Index::graph_entry() const {
   const std::uint32_t e = graph_->entry_point();
   if (e == kNoSlot) return {std::string(), -1};
   return {store_.id(e), graph_->max_level()};
+}
+
+std::string Index::check_graph() const {
+  SharedLock st(struct_mu_);
+  SharedLock mt(meta_mu_);
+  if (!graph_built_) return std::string();
+  return graph_->check_anchors();
 }
 
 void Index::inject_graph_failures(int n) {

@@ -306,7 +306,8 @@ class VectorIndex:
     def stats(self) -> dict[str, Any]:
         """count, dims, distance, m, ef_construction, ef_search, brute_force_threshold,
         threads, tombstones (deleted slots awaiting reuse), slots, capacity, rebuilds,
-        graph_failures, graph_built, max_level, memory_bytes, isa."""
+        graph_failures, graph_built, max_level, memory_bytes, unreachable (live items a
+        bottom-layer traversal from the entry point misses: always 0), isa."""
         return dict(self._ix.stats())
 
     # -- persistence ----------------------------------------------------------------------

@@ -33,13 +33,26 @@ def model_distances(model: dict[str, np.ndarray], q: np.ndarray, distance: str) 
     return out
 
 
+def reachable(ix: VectorIndex) -> set[str]:
+    """Live ids reached from the entry point through level-0 links between live items."""
+    entry, _ = ix._ix._graph_entry()
+    seen, todo = {entry}, [entry]
+    while todo:
+        for nb in ix._ix._graph_neighbours(todo.pop(), 0):
+            if nb and nb not in seen:
+                seen.add(nb)
+                todo.append(nb)
+    return seen
+
+
 class IndexMachine(RuleBasedStateMachine):
     distance = "euclidean"
     threshold = 10**9
+    m = 4
 
     def __init__(self):
         super().__init__()
-        self.ix = VectorIndex(DIMS, distance=self.distance, m=4, ef_construction=32,
+        self.ix = VectorIndex(DIMS, distance=self.distance, m=self.m, ef_construction=32,
                               ef_search=64, brute_force_threshold=self.threshold)
         self.model: dict[str, np.ndarray] = {}
 
@@ -91,6 +104,15 @@ class IndexMachine(RuleBasedStateMachine):
         self.ix = clone
 
     @invariant()
+    def every_item_reachable(self):
+        # a traversal of the bottom layer from the entry point reaches every live item, and
+        # the anchor bookkeeping that guarantees it is consistent
+        assert self.ix.stats()["unreachable"] == 0
+        assert self.ix._ix._check_graph() == ""
+        if self.ix.stats()["graph_built"] and len(self.model):
+            assert reachable(self.ix) == set(self.model)
+
+    @invariant()
     def ids_match_model(self):
         assert sorted(self.ix.ids()) == sorted(self.model)
         assert len(self.ix) == len(self.model)
@@ -111,6 +133,14 @@ class GraphCosine(IndexMachine):
     threshold = 3
 
 
+class GraphSmallM(IndexMachine):
+    """m=2: lists of 4, where a whole list can be taken by anchored nodes."""
+
+    distance = "euclidean"
+    threshold = 0
+    m = 2
+
+
 class ExactCosine(IndexMachine):
     distance = "cosine"
     threshold = 10**9
@@ -120,5 +150,6 @@ TestExactEuclidean = ExactEuclidean.TestCase
 TestGraphEuclidean = GraphEuclidean.TestCase
 TestGraphCosine = GraphCosine.TestCase
 TestExactCosine = ExactCosine.TestCase
-for case in (TestExactEuclidean, TestGraphEuclidean, TestGraphCosine, TestExactCosine):
+TestGraphSmallM = GraphSmallM.TestCase
+for case in (TestExactEuclidean, TestGraphEuclidean, TestGraphCosine, TestExactCosine, TestGraphSmallM):
     case.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)

@@ -16,6 +16,17 @@
 //
 // Per-node upper-level arrays are never freed while the graph lives (a replaced one goes to
 // a graveyard) so a reader holding a stale pointer never touches freed memory.
+//
+// Reachability invariant (docs/vectord.md, "Every item reachable"): every node has a rank
+// (seq) and every linked live node other than the entry point has an *anchor*: a linked
+// live node of lower rank whose level-0 list holds it. A list never drops a node anchored
+// to it (its prune keeps anchored links), and the entry point always has the lowest rank.
+// Following anchors strictly lowers the rank, so every chain ends at the entry point:
+// every live node is reachable from it in the bottom layer. Inserts rank after every
+// existing node and anchor to their nearest eligible neighbour; a new entry point ranks
+// below everything; a deleted node's anchored children are re-anchored before its slot
+// can be reused. anchor_ and children_ change only under the node's lock and the new
+// anchor's lock (taken in slot order).
 #pragma once
 
 #include <atomic>
@@ -24,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -77,10 +89,17 @@ class HnswGraph {
   // off it. The slot's own links stay (stale in-links may still route through it).
   void repair_deleted(std::uint32_t slot);
 
-  // After a bulk build: gives every live node that no other node links to at level 0 an
-  // in-link from its nearest neighbour (HNSW pruning can leave a node unreachable).
-  // Returns how many were linked. Run before the graph is visible to searches.
-  std::size_t link_orphans();
+  // After loading links from a file: ranks the nodes in breadth-first order from the entry
+  // point, anchors each to an in-linking node of lower rank, and links (and anchors) any
+  // live node the traversal did not reach. Returns how many were unreachable. Run before
+  // the graph is visible to searches.
+  std::size_t restore_anchors();
+
+  // Live linked slots not reachable from the entry point through level-0 links between live
+  // nodes (a traversal; 0 whenever the invariant holds and no writer is running).
+  std::size_t unreachable() const;
+  // Test hook: an inconsistency of the anchor bookkeeping, or "" (no writer running).
+  std::string check_anchors() const;
 
   // Up to `ef` nearest live slots accepted by `filter`, ascending.
   void search(const float* query, std::size_t ef, const SlotFilter& filter,
@@ -152,6 +171,24 @@ class HnswGraph {
   void keep_neighbours(std::vector<Candidate>& cands, std::size_t m, std::size_t fill_to) const;
   void connect(std::uint32_t slot, const std::vector<Candidate>& neighbours, int layer);
   void choose_entry_excluding(std::uint32_t slot);
+
+  // -- reachability (see the header comment) --
+  // y may anchor x: y is linked, live, not x, and ranks below x.
+  bool may_anchor(std::uint32_t y, std::uint32_t x) const;
+  // Makes y x's anchor if y may anchor x and has fewer than child_cap anchored nodes: puts
+  // x into y's level-0 list when absent (displacing y's farthest link that is not itself
+  // anchored to y), then moves the anchor. False when y cannot take x.
+  bool try_anchor(std::uint32_t x, std::uint32_t y, std::size_t child_cap);
+  // A new anchor for live x: its own neighbours first, then a search for its vector, then
+  // every eligible node nearest first. Throws when no node can take it (the index then
+  // rebuilds the graph, which always can).
+  void reanchor(std::uint32_t x);
+  // The entry point ranks below every node: gives `slot` the next lowest rank and drops its
+  // own anchor. Caller holds entry_mu_.
+  void make_root(std::uint32_t slot);
+  bool anchored_here(std::uint32_t s, std::uint32_t holder) const {
+    return s < capacity_ && anchor_[s].load(std::memory_order_acquire) == holder;
+  }
   // Makes sure some live node other than `gone` lists `node` at level 0: its own
   // neighbours are checked (links are made both ways), and if none lists it, its nearest
   // live neighbour takes it in (displacing that neighbour's farthest link when full).
@@ -175,6 +212,12 @@ class HnswGraph {
   std::unique_ptr<std::uint8_t[]> levels_;
   std::unique_ptr<std::atomic<std::uint32_t*>[]> upper_;  // [0] = levels allocated
   std::unique_ptr<std::atomic<std::uint8_t>[]> locks_;
+  std::unique_ptr<std::atomic<std::int64_t>[]> seq_;       // rank: lower = older / entry
+  std::unique_ptr<std::atomic<std::uint32_t>[]> anchor_;   // kNoSlot: none (the entry)
+  std::unique_ptr<std::atomic<std::uint16_t>[]> children_; // nodes anchored here
+  std::atomic<std::int64_t> next_seq_{1};   // ranks of inserts count up from 1
+  std::atomic<std::int64_t> root_seq_{0};   // ranks of entry points count down from 0
+  std::size_t soft_children_;  // anchored nodes a list takes by preference (a quarter of it)
   std::vector<std::unique_ptr<std::uint32_t[]>> upper_owned_;
   mutable std::mutex upper_mu_;  // guards upper_owned_
 

@@ -70,6 +70,9 @@ struct IndexStats {
   bool graph_built = false;
   int max_level = -1;
   std::size_t memory_bytes = 0;
+  // live items a search cannot reach from the entry point (a graph traversal per call:
+  // O(items x 2m); always 0, see HnswGraph)
+  std::size_t unreachable = 0;
   std::string isa;
 };
 
@@ -123,6 +126,8 @@ class Index {
   std::vector<std::string> graph_neighbours(const std::string& id, int layer) const;
   // Test hook: an item's graph level (-1 not linked, -2 absent or no graph).
   int graph_level(const std::string& id) const;
+  // Test hook: "" when the graph's reachability bookkeeping is consistent, else what is not.
+  std::string check_graph() const;
   // Test hook: the entry point's id and the graph's top level ("" / -1 when empty).
   std::pair<std::string, int> graph_entry() const;
 
@@ -143,6 +148,8 @@ class Index {
   void prepare(const float* in, float* out, std::size_t item, const char* what) const;
   void grow_for(std::size_t new_items);
   void insert_into_graph(const std::vector<std::uint32_t>& slots, const std::vector<int>& levels);
+  // Repairs the graph around deleted slots (before they can be reused).
+  void repair_graph(const std::vector<std::uint32_t>& dead);
   void exact_search(const float* q, std::size_t k, const std::vector<std::uint32_t>& excluded,
                     std::vector<Candidate>& out) const;
   void search_slots(const float* q, std::size_t k, std::size_t ef,
