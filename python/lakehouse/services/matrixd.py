@@ -20,10 +20,9 @@ The logic lives in :mod:`lakehouse.matrix`; this file decodes bodies and wires r
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
