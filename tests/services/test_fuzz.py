@@ -48,7 +48,7 @@ from schemathesis.core.failures import FailureGroup
 
 from lakehouse.config import Config, load_config
 from lakehouse.fakes import FakeOllama
-from lakehouse.services import DAEMONS, app_factory
+from lakehouse.services import AIOHTTP_DAEMONS, app_factory
 from testkit import free_port
 
 TOKEN = "fuzz-token"
@@ -87,13 +87,13 @@ class InProcessStack:
         fake_port = free_port()
         await self._serve(fake.app(), fake_port)
         config = self.config
-        for name in DAEMONS:
+        for name in AIOHTTP_DAEMONS:
             config = config.replace(name, port=free_port())
         config = config.replace(
             "chatd", ollama_url=f"http://127.0.0.1:{fake_port}", timeout_secs=5.0
         )
         self.config = config
-        for name in DAEMONS:  # dependency order
+        for name in AIOHTTP_DAEMONS:  # dependency order
             await self._serve(app_factory(name)(config), config.section(name).port)
             self.urls[name] = config.base_url(name)
 
@@ -336,7 +336,7 @@ def _operations() -> list[tuple[str, str, str]]:
 
     config = load_config(env={}, data_dir=str(Path("/nonexistent")))
     out = []
-    for name in DAEMONS:
+    for name in AIOHTTP_DAEMONS:
         if name == "gateway":
             continue
         for op in app_factory(name)(config)[API_OPERATIONS]:
@@ -416,7 +416,7 @@ def _json_body_routes() -> list[tuple[str, str, tuple[str, ...]]]:
             openapi_path(op.path).replace("{name}", "fuzz").replace("{uid}", "fuzz"),
             tuple(f.encode_name for f in msgspec.structs.fields(op.body)),
         )
-        for name in DAEMONS
+        for name in AIOHTTP_DAEMONS
         if name != "gateway"
         for op in app_factory(name)(config)[API_OPERATIONS]
         if op.body is not None

@@ -11,10 +11,10 @@ from openapi_spec_validator import validate
 
 from lakehouse.config import Config, load_config
 from lakehouse.openapi import API_OPERATIONS, openapi_path
-from lakehouse.services import DAEMONS, app_factory
+from lakehouse.services import AIOHTTP_DAEMONS, app_factory
 from lakehouse.services.gateway import ROUTES
 
-NAMES = list(DAEMONS)
+NAMES = list(AIOHTTP_DAEMONS)
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ class Daemon:
     name: str
     requires: tuple[str, ...] = ()
     summary: str = ""
+    #: served by an ASGI app (mcpd: the MCP SDK's transport), not an aiohttp create_app
+    asgi: bool = False
 
     @property
     def module(self) -> str:
@@ -42,9 +44,12 @@ DAEMONS: dict[str, Daemon] = {
         Daemon("chatd", (), "LLM dispatcher by model-name prefix"),
         Daemon("validatord", (), "validators and generate -> validate -> correct"),
         Daemon("gateway", (), "the edge: /v1 proxy, auth, trace ids"),
-        Daemon("mcpd", ("gateway",), "MCP server: the stack's main operations as tools"),
+        Daemon("mcpd", ("gateway",), "MCP server: the stack's main operations as tools", asgi=True),
     ]
 }
+
+#: the daemons whose create_app builds an aiohttp application (with /openapi.json and /docs)
+AIOHTTP_DAEMONS: list[str] = [name for name, d in DAEMONS.items() if not d.asgi]
 
 
 def app_factory(name: str) -> Callable[[Config], web.Application]:
