@@ -756,6 +756,9 @@ class VectorRegistry:
         self._lock = threading.Lock()
         self._indexes: dict[str, NamedIndex] = {}
         self._dropping: set[str] = set()
+        #: names whose create is under way (its log being made): a concurrent create of the
+        #: same name waits for it, then sees the index (a client's exist_ok must find it)
+        self._creating: dict[str, threading.Event] = {}
         self.quarantined: list[str] = []
         #: what the last load_all replayed: {name: records applied}, torn tails dropped
         self.replayed: dict[str, int] = {}
@@ -941,13 +944,18 @@ class VectorRegistry:
         returns; its first save is scheduled at once as well. Blocking (an fsync)."""
         params.validate()
         index = _new_index(params)
-        with self._lock:
-            if params.name in self._indexes:
-                raise IndexExists(params.name)
-            if params.name in self._dropping:
-                raise IndexExists(params.name, "is being deleted; retry")
-            # Reserve the name while the log is created.
-            self._dropping.add(params.name)
+        while True:
+            with self._lock:
+                if params.name in self._indexes:
+                    raise IndexExists(params.name)
+                if params.name in self._dropping:
+                    raise IndexExists(params.name, "is being deleted; retry")
+                pending = self._creating.get(params.name)
+                if pending is None:
+                    # Reserve the name while the log is created.
+                    self._creating[params.name] = threading.Event()
+                    break
+            pending.wait()
         try:
             wal = None
             if self.wal_dir is not None:
@@ -961,7 +969,7 @@ class VectorRegistry:
                 self._indexes[params.name] = entry
         finally:
             with self._lock:
-                self._dropping.discard(params.name)
+                self._creating.pop(params.name).set()
         entry.changed()
         return entry
 

@@ -208,7 +208,7 @@ async def test_error_paths(stack):
         refused = await c.call_tool("sql", {"sql": "DROP TABLE workers"})
         assert refused.is_error and text(refused).startswith("queryd refused the call (400): ")
         failed = await c.call_tool("matrix_search", {"query_text": "x", "corpora": ["no_such_corpus"]})
-        assert failed.is_error and text(failed).startswith("matrixd failed (502): ") and "no_such_corpus" in text(failed)
+        assert failed.is_error and text(failed).startswith("matrixd refused the call (404): ") and "no_such_corpus" in text(failed)
         unknown = await c.call_tool("matrix_search", {"query": "x", "corpora": ["workers"]})
         assert unknown.is_error and "query" in text(unknown)
         invalid = await c.call_tool("validate", {"kind": "fill", "artifact": {"fills": [

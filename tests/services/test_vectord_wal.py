@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -382,3 +384,29 @@ def test_durability_is_validated():
         load_config(env={"LAKEHOUSE_VECTORD_DURABILITY": "sometimes"})
     with pytest.raises(ValueError, match="durability"):
         VectorRegistry(None, durability="maybe")
+
+
+def test_a_create_racing_another_of_the_same_name_finds_the_index(tmp_path, monkeypatch):
+    """Two creates of one name at once (matrixd's exist_ok on a new playbook corpus): the
+    second waits for the first and then says "exists", so the caller's next add finds it."""
+    from lakehouse.vectors import IndexExists
+
+    reg = registry(tmp_path)
+    slow_open = reg._open_wal
+    entered = threading.Event()
+
+    def open_wal(*args, **kwargs):
+        entered.set()
+        time.sleep(0.3)  # the first create is inside its log's creation
+        return slow_open(*args, **kwargs)
+
+    monkeypatch.setattr(reg, "_open_wal", open_wal)
+    params = IndexParams("racing", 4, "cosine", 16, 64, 200)
+    first = threading.Thread(target=reg.create, args=(params,))
+    first.start()
+    assert entered.wait(5)
+    with pytest.raises(IndexExists):
+        reg.create(params)
+    assert "racing" in reg  # visible the moment the second create answers
+    first.join()
+    reg.close()
