@@ -173,9 +173,17 @@ def prepare_config(config: Config, selected: list[str]) -> Config:
             check_bind(host, config.auth)
         except ConfigError as exc:
             raise StackError(f"[{name}].host: {exc}") from exc
+    # The OS may hand back a port it gave out a moment ago (each probe socket is closed), so
+    # a port chosen for one daemon is never chosen again for another.
+    taken = {(config.section(n).host, config.section(n).port) for n in selected}
     for name in selected:
+        host = config.section(name).host
         if config.section(name).port == 0:
-            config = config.replace(name, port=free_port(config.section(name).host))
+            port = free_port(host)
+            while (host, port) in taken:
+                port = free_port(host)
+            taken.add((host, port))
+            config = config.replace(name, port=port)
     problems = []
     owners: dict[tuple[str, int], str] = {}
     for name in selected:

@@ -106,7 +106,7 @@ async def _search_latencies(session, url: str, q: np.ndarray, until: asyncio.Fut
     return out
 
 
-@pytest.mark.parametrize("items", [4000])
+@pytest.mark.parametrize("items", [8000])
 async def test_a_large_add_does_not_stall_searches(config, items):
     """While one add of thousands of items is decoded and inserted, searches on another
     index keep answering quickly (the add runs on the write pool, the search on the read
