@@ -37,6 +37,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -128,11 +129,38 @@ def _stop_groups(selected: list[str]) -> list[list[str]]:
     return [groups[d] for d in sorted(groups, reverse=True)]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The range the kernel draws outgoing connections' local ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; other systems use 49152-65535, also above
+
+
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that was free a moment ago."""
+    """A TCP port on ``host`` that is free now and that no outgoing connection will take.
+
+    A port from ``bind(port 0)`` lies in the kernel's ephemeral range, the same range the
+    kernel draws the local port of every outgoing connection from: between this probe and the
+    daemon's own bind, a client connection elsewhere on the machine can take it ("address
+    already in use"). So the port comes from below that range, is checked by binding it, and
+    is never handed out twice by this process.
+    """
+    low, _ = _ephemeral_range()
+    lowest = 20000 if low > 21000 else 1024
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(lowest, low)
+        if port not in _handed_out and _port_is_free(host, port):
+            _handed_out.add(port)
+            return port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
+        s.bind((host.strip("[]"), 0))
         return s.getsockname()[1]
 
 
