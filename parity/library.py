@@ -249,13 +249,13 @@ def _validate(inp: Mapping[str, Any]) -> Any:
 
 
 def _dataset_id(inp: Mapping[str, Any]) -> Any:
-    from lakehouse.catalog import dataset_id_for
+    from lakehouse.data.catalog import dataset_id_for
 
     return dataset_id_for(inp["name"])
 
 
 def _fingerprint(inp: Mapping[str, Any]) -> Any:
-    from lakehouse.ingest import dataset_key, schema_fingerprint
+    from lakehouse.data.ingest import dataset_key, schema_fingerprint
 
     fp = schema_fingerprint([tuple(c) for c in inp["columns"]])
     return {"fingerprint": fp, "key": dataset_key(inp["name"], fp)}

@@ -60,8 +60,8 @@ import numpy as np
 import orjson
 
 from . import wal as wal_mod
+from .data.storage import ObjectNotFound, ObjectStore
 from .index import DISTANCES, Hit, SaveCoalescer, VectorIndex, _encode_metadata
-from .storage import ObjectNotFound, ObjectStore
 from .wal import WalError, WriteAheadLog
 
 __all__ = [

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lakehouse.storage import (
+from lakehouse.data.storage import (
     MAX_KEY_BYTES,
     TMP_PREFIX,
     InvalidKey,
@@ -229,7 +229,7 @@ def test_local_write_is_atomic_across_a_crash(config, tmp_path):
     store.put_bytes("obj", b"previous")
     script = f"""
 import os
-from lakehouse.storage import LocalStore
+from lakehouse.data.storage import LocalStore
 s = LocalStore({str(store.root)!r})
 w = s.open_writer("obj")
 w.write(b"half of the new")

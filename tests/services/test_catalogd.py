@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lakehouse.catalog import (
+from lakehouse.data.catalog import (
     DATASET_NAMESPACE,
     MANIFEST_PREFIX,
     Catalog,
@@ -19,8 +19,8 @@ from lakehouse.catalog import (
     decode_manifest,
     encode_manifest,
 )
+from lakehouse.data.storage import LocalStore, open_store
 from lakehouse.services.catalogd import create_app
-from lakehouse.storage import LocalStore, open_store
 
 FP = "ab" * 32
 FP2 = "cd" * 32
@@ -158,7 +158,7 @@ async def test_a_poison_manifest_does_not_block_the_others(aiohttp_client, confi
 
 
 def test_failed_persist_changes_nothing(config, monkeypatch):
-    from lakehouse.storage import StorageError
+    from lakehouse.data.storage import StorageError
 
     store = open_store(config)
     cat = Catalog(store)

@@ -20,9 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakehouse.clients.base import UpstreamError
-from lakehouse.ingest import CsvError, csv_to_parquet, dataset_key, infer_schema, schema_fingerprint
+from lakehouse.data.ingest import (
+    CsvError,
+    csv_to_parquet,
+    dataset_key,
+    infer_schema,
+    schema_fingerprint,
+)
+from lakehouse.data.storage import open_store
 from lakehouse.roster import write_roster
-from lakehouse.storage import open_store
 from testkit import free_port
 
 CSV = b"id,name,score,active,day\n1,ann,1.5,true,2024-01-02\n2,bob,2,false,2024-02-29\n3,\"c, d\",,TRUE,\n"
@@ -70,7 +76,7 @@ def test_fingerprint_bytes():
 def _infer(tmp_path: Path, text: str) -> dict[str, str]:
     p = tmp_path / "in.csv"
     p.write_bytes(text.encode())
-    from lakehouse.ingest import TYPE_NAMES
+    from lakehouse.data.ingest import TYPE_NAMES
 
     return {f.name: TYPE_NAMES[f.type] for f in infer_schema(p)}
 
@@ -400,7 +406,7 @@ async def test_no_csv_produces_a_500(local_stack):
 
 
 def test_check_utf8_across_chunk_boundaries(tmp_path):
-    from lakehouse.ingest import check_utf8
+    from lakehouse.data.ingest import check_utf8
 
     ok = tmp_path / "ok.csv"
     ok.write_bytes(b"a\n" + b"x" * ((1 << 20) - 3) + "é".encode() + b"\nb\n")  # é straddles 1 MiB

@@ -14,9 +14,15 @@ from data_stack import start_data_stack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lakehouse.query import QueryEngine, QueryFailed, QueryRefused, check_read_only, encode_result
+from lakehouse.data.query import (
+    QueryEngine,
+    QueryFailed,
+    QueryRefused,
+    check_read_only,
+    encode_result,
+)
+from lakehouse.data.storage import open_store
 from lakehouse.roster import iter_roster, write_roster
-from lakehouse.storage import open_store
 
 
 def _roster_csv(n: int, seed: int = 1) -> bytes:
@@ -323,7 +329,7 @@ def engine(tmp_path_factory):
 @given(st.text(max_size=60))
 def test_no_sql_text_produces_an_unexpected_error(engine, text):
     """Property: any text is answered, refused or failed cleanly, never with a crash."""
-    from lakehouse.query import QueryTimeout, ResultTooLarge
+    from lakehouse.data.query import QueryTimeout, ResultTooLarge
 
     with contextlib.suppress(QueryRefused, QueryFailed, QueryTimeout, ResultTooLarge):
         engine.execute(text, timeout=2.0)

@@ -16,8 +16,8 @@ from yarl import URL
 
 from lakehouse.clients.base import UpstreamError
 from lakehouse.clients.storaged import StoragedClient
+from lakehouse.data.storage import open_store
 from lakehouse.services.storaged import create_app
-from lakehouse.storage import open_store
 from testkit import free_port
 
 

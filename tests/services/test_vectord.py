@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakehouse import VectorIndex
+from lakehouse.data.storage import open_store
 from lakehouse.services.vectord import VECTORD, create_app
-from lakehouse.storage import open_store
 from lakehouse.vectors import MAX_K, object_key
 
 

@@ -19,9 +19,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from lakehouse import VectorIndex
+from lakehouse.data.storage import StorageError, open_store
 from lakehouse.services import vectord as vectord_service
 from lakehouse.services.vectord import create_app
-from lakehouse.storage import StorageError, open_store
 from lakehouse.vectors import object_key
 from testkit import free_port
 

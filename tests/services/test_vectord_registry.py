@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakehouse import VectorIndex
+from lakehouse.data.storage import LocalStore
 from lakehouse.services.vectord import create_app
-from lakehouse.storage import LocalStore
 from lakehouse.vectors import (
     IndexExists,
     IndexNotFound,

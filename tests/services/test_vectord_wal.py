@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lakehouse import wal as wal_mod
+from lakehouse.data.storage import LocalStore, open_store
 from lakehouse.services.vectord import create_app
-from lakehouse.storage import LocalStore, open_store
 from lakehouse.vectors import IndexParams, VectorRegistry, object_key
 from lakehouse.wal import WriteAheadLog
 

@@ -1,6 +1,6 @@
 """Client for storaged (``/storage/{key}`` and the listing), for tools and tests.
 
-Daemons in this repository use :mod:`lakehouse.storage` in-process; this client is for
+Daemons in this repository use :mod:`lakehouse.data.storage` in-process; this client is for
 callers that only have storaged's URL::
 
     client = StoragedClient(session, config.upstream("gateway", "storaged"))

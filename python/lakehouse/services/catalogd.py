@@ -14,7 +14,7 @@ created_at, updated_at}``. Same name and fingerprint -> the same ``dataset_id`` 
 ``existing: true``; another fingerprint -> 409; an empty name or fingerprint -> 400.
 
 The catalog lives in the object store (in-process, the same backend as storaged) under
-``_catalog/manifests/`` and is reloaded on start; see :mod:`lakehouse.catalog`.
+``_catalog/manifests/`` and is reloaded on start; see :mod:`lakehouse.data.catalog`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from collections.abc import AsyncIterator
 import msgspec
 from aiohttp import web
 
-from ..catalog import Catalog, Column, FingerprintConflict, ManifestNotFound
 from ..config import Config
+from ..data.catalog import Catalog, Column, FingerprintConflict, ManifestNotFound
+from ..data.storage import StorageError, open_store
 from ..openapi import answers as A
 from ..openapi import api_routes
-from ..storage import StorageError, open_store
 from ..web import ApiError, json_response, make_app, read_json
 
 log = logging.getLogger("lakehouse.catalogd")

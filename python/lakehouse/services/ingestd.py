@@ -9,7 +9,7 @@
 The upload is spooled to ``<data_dir>/tmp/ingest/`` while it arrives (capped by
 ``[ingestd].max_csv_bytes``: 413), then read twice with pyarrow's streaming CSV reader: pass
 1 infers the schema (ADR-010: string on ambiguity) and finds malformed rows, pass 2 writes
-Snappy Parquet (:mod:`lakehouse.ingest`). Memory stays bounded whatever the size; progress
+Snappy Parquet (:mod:`lakehouse.data.ingest`). Memory stays bounded whatever the size; progress
 is logged every few seconds for long ingests.
 
 The Parquet object goes to ``datasets/<name>/<fingerprint>.parquet`` through the object
@@ -37,14 +37,14 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..catalog import validate_dataset_name
 from ..clients.base import UpstreamError
 from ..clients.catalogd import CatalogdClient
 from ..config import Config
-from ..ingest import CsvError, IngestResult, csv_to_parquet, dataset_key
+from ..data.catalog import validate_dataset_name
+from ..data.ingest import CsvError, IngestResult, csv_to_parquet, dataset_key
+from ..data.storage import CHUNK, ObjectStore, StorageError, open_store
 from ..openapi import Param, api_routes
 from ..openapi import answers as A
-from ..storage import CHUNK, ObjectStore, StorageError, open_store
 from ..web import APP_CONFIG, ApiError, internal_session, json_response, make_app, trace_id
 
 log = logging.getLogger("lakehouse.ingestd")

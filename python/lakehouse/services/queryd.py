@@ -8,7 +8,7 @@ dataset in catalogd is a view named after it. Anything that is not a read-only q
 them (DDL, DML, COPY, ATTACH, INSTALL/LOAD, SET/PRAGMA, file or URL table functions) is 400,
 as is a SQL error, an empty ``sql`` or an unknown field (``{"q": ...}``). A query past
 ``[queryd].query_timeout`` seconds is interrupted: 408. More than ``[queryd].max_rows``
-rows: 400 (add a LIMIT). See :mod:`lakehouse.query` for the two layers of enforcement.
+rows: 400 (add a LIMIT). See :mod:`lakehouse.data.query` for the two layers of enforcement.
 
 Views follow catalogd: at start, every ``[queryd].refresh_every`` seconds, and at once when a
 query names a table the engine doesn't know (then the query is retried once). Each refresh
@@ -33,9 +33,7 @@ from aiohttp import web
 from ..clients.base import UpstreamError
 from ..clients.catalogd import CatalogdClient
 from ..config import Config
-from ..openapi import answers as A
-from ..openapi import api_routes
-from ..query import (
+from ..data.query import (
     QueryEngine,
     QueryFailed,
     QueryRefused,
@@ -44,7 +42,9 @@ from ..query import (
     SyncReport,
     encode_result,
 )
-from ..storage import open_store
+from ..data.storage import open_store
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..web import ApiError, internal_session, make_app, read_json
 
 log = logging.getLogger("lakehouse.queryd")

@@ -28,9 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from ..config import Config
-from ..openapi import Param, api_routes
-from ..openapi import answers as A
-from ..storage import (
+from ..data.storage import (
     CHUNK,
     InvalidKey,
     KeyConflict,
@@ -42,6 +40,8 @@ from ..storage import (
     put_limit,
     validate_key,
 )
+from ..openapi import Param, api_routes
+from ..openapi import answers as A
 from ..web import APP_CONFIG, ApiError, json_response, make_app
 
 log = logging.getLogger("lakehouse.storaged")

@@ -41,9 +41,9 @@ from aiohttp import web
 
 from ..bodycheck import TYPED_LATER
 from ..config import Config
+from ..data.storage import open_store, put_limit
 from ..openapi import answers as A
 from ..openapi import api_routes
-from ..storage import open_store, put_limit
 from ..vectors import (
     IndexExists,
     IndexNotFound,

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
-    from .config import Config, S3Config, StoragedConfig
+    from ..config import Config, S3Config, StoragedConfig
 
 __all__ = [
     "MAX_KEY_BYTES",

@@ -48,7 +48,7 @@ import orjson
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from .config import S3Config
+    from ..config import S3Config
     from .storage import ObjectStore
 
 __all__ = [
@@ -64,7 +64,7 @@ __all__ = [
     "httpfs_extension_dir",
 ]
 
-log = logging.getLogger("lakehouse.query")
+log = logging.getLogger("lakehouse.data.query")
 
 #: table functions a query may call (everything else is refused by name)
 ALLOWED_TABLE_FUNCTIONS = frozenset(

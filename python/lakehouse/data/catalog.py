@@ -43,7 +43,7 @@ __all__ = [
     "validate_dataset_name",
 ]
 
-log = logging.getLogger("lakehouse.catalog")
+log = logging.getLogger("lakehouse.data.catalog")
 
 #: contract section 4: "every dataset_id ever issued depends on these bytes"
 DATASET_NAMESPACE = uuid.UUID("a8f3c1d2-4e5b-5a6c-9d8e-7f0a1b2c3d4e")
