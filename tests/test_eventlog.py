@@ -11,7 +11,7 @@ import pytest
 
 from lakehouse import eventlog
 from lakehouse.eventlog import AppendLog
-from lakehouse.pathway import PathwayStore, PersistError
+from lakehouse.memory.pathway import PathwayStore, PersistError
 
 
 def slow_fsync(monkeypatch, seen: list[int]):

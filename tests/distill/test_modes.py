@@ -81,7 +81,7 @@ async def test_a_workflow_runs_the_distill_stages(aiohttp_client, aiohttp_server
 
 async def test_distill_nodes_without_a_data_dir_fail_the_node(config):
     from lakehouse.distill.modes import register_distill_modes
-    from lakehouse.workflow import ModeServices, Node, Workflow, builtin_registry, plan, run
+    from lakehouse.memory.workflow import ModeServices, Node, Workflow, builtin_registry, plan, run
 
     reg = register_distill_modes(builtin_registry())
     p = plan(Workflow(name="w", nodes=[Node(id="s", mode="distill.score")]), reg)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lakehouse.eventlog import AppendLog, ReplayStats
-from lakehouse.observer import (
+from lakehouse.memory.observer import (
     INBOX_MAX_BODY_BYTES,
     RING_CAPACITY,
     InboxRequest,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lakehouse.pathway import (
+from lakehouse.memory.pathway import (
     HistoryCycleError,
     PathwayStore,
     TraceConflict,
@@ -285,7 +285,7 @@ def test_events_that_cannot_apply_are_skipped(tmp_path):
 
 def test_a_failed_log_write_applies_nothing(tmp_path, monkeypatch):
     from lakehouse.eventlog import AppendLog
-    from lakehouse.pathway import PersistError
+    from lakehouse.memory.pathway import PersistError
 
     s = make_store(tmp_path / "events.jsonl")
     t = s.add("1")

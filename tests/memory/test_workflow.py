@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lakehouse.workflow import (
+from lakehouse.memory.workflow import (
     CycleError,
     DuplicateNodeIdError,
     MissingDependencyError,

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from ..workflow import ModeContext, ModeError, ModeRegistry, _typed
+from ..memory.workflow import ModeContext, ModeError, ModeRegistry, _typed
 from . import audit, evidence, export, promote, replay, scored
 
 __all__ = ["register_distill_modes", "MODE_NAMES"]

@@ -9,8 +9,8 @@ Routes (docs/memory.md has the shapes):
 * ``POST /observer/workflow/run``: validate, run, answer the RunResult, then record one op per
   node.
 
-The ring, the stats, the inbox rules and the JSONL op log are in :mod:`lakehouse.observer`;
-the runner and its modes in :mod:`lakehouse.workflow`.
+The ring, the stats, the inbox rules and the JSONL op log are in :mod:`lakehouse.memory.observer`;
+the runner and its modes in :mod:`lakehouse.memory.workflow`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ from ..clients.chatd import ChatdClient
 from ..clients.matrixd import MatrixdClient
 from ..config import Config
 from ..distill.modes import register_distill_modes
-from ..observer import InboxRequest, InboxTooLarge, ObservedOp, Observer
-from ..openapi import Param, api_routes
-from ..openapi import answers as A
-from ..web import APP_CONFIG, ApiError, internal_session, make_app, read_json, trace_id
-from ..workflow import (
+from ..memory.observer import InboxRequest, InboxTooLarge, ObservedOp, Observer
+from ..memory.workflow import (
     ModeRegistry,
     ModeServices,
     Workflow,
@@ -41,6 +38,9 @@ from ..workflow import (
     plan,
     run,
 )
+from ..openapi import Param, api_routes
+from ..openapi import answers as A
+from ..web import APP_CONFIG, ApiError, internal_session, make_app, read_json, trace_id
 
 __all__ = ["create_app", "OBSERVER", "MODES", "SERVICES"]
 

@@ -2,7 +2,7 @@
 
 Routes: ``POST /pathway/add | add_idempotent | update | revise | retire | search``,
 ``GET /pathway/get/{uid} | history/{uid} | stats``. The logic and the JSONL event log live in
-:mod:`lakehouse.pathway`; handlers decode, call the store in a worker thread (it writes the
+:mod:`lakehouse.memory.pathway`; handlers decode, call the store in a worker thread (it writes the
 log), and answer. Invalid input is 400, an unknown uid 404, updating a retired trace 409, a
 cycle in a predecessor chain 409, a failed log write 503 (the change is not applied).
 """
@@ -18,9 +18,7 @@ import msgspec
 from aiohttp import web
 
 from ..config import Config
-from ..openapi import answers as A
-from ..openapi import api_routes
-from ..pathway import (
+from ..memory.pathway import (
     DEFAULT_SEARCH_LIMIT,
     HistoryCycleError,
     PathwayStore,
@@ -28,6 +26,8 @@ from ..pathway import (
     TraceConflict,
     TraceNotFound,
 )
+from ..openapi import answers as A
+from ..openapi import api_routes
 from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json
 
 __all__ = ["create_app", "STORE"]

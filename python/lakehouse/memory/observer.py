@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .eventlog import AppendLog, ReplayStats
+from ..eventlog import AppendLog, ReplayStats
 
 __all__ = [
     "ObservedOp",
@@ -47,7 +47,7 @@ __all__ = [
     "PRIORITIES",
 ]
 
-log = logging.getLogger("lakehouse.observer")
+log = logging.getLogger("lakehouse.memory.observer")
 
 RING_CAPACITY = 2000
 RECENT_SCENARIO_CAP = 10

@@ -43,8 +43,8 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from .clients.base import UpstreamError
-from .distill import drift, scoring
+from ..clients.base import UpstreamError
+from ..distill import drift, scoring
 from .observer import ObservedOp, now_rfc3339
 
 __all__ = [
@@ -71,7 +71,7 @@ __all__ = [
     "MAX_NODES",
 ]
 
-log = logging.getLogger("lakehouse.workflow")
+log = logging.getLogger("lakehouse.memory.workflow")
 
 DEFAULT_MODE = "llm.chat"
 MAX_NODES = 1000

@@ -44,7 +44,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .eventlog import AppendLog, ReplayStats
+from ..eventlog import AppendLog, ReplayStats
 
 __all__ = [
     "Trace",
@@ -63,7 +63,7 @@ __all__ = [
     "MAX_SEARCH_LIMIT",
 ]
 
-log = logging.getLogger("lakehouse.pathway")
+log = logging.getLogger("lakehouse.memory.pathway")
 
 MAX_UID_CHARS = 256
 MAX_TAGS = 64
