@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from lakehouse.config import load_config
-from lakehouse.demo import INJECT_WINDOW, DemoError, Scenario, run_demo
+from lakehouse.demo import BOOST_WINDOW, INJECT_WINDOW, DemoError, Scenario, run_demo
 from lakehouse.roster import COLUMNS, iter_roster
 from lakehouse.services import DAEMONS
 from lakehouse.stack import running_stack
@@ -98,6 +98,13 @@ def test_the_approval_is_recorded_under_the_documented_id(outcome):
 
 def test_alices_playbook_brings_the_answer_back_for_the_paraphrase(outcome):
     assert outcome.paraphrase_distance < INJECT_WINDOW  # the scenario is inside the window
+    # the story's searches set no threshold: matrixd calibrated its windows to the embedder,
+    # and the story reports those, not the reference's constants
+    assert outcome.window_mode == "calibrated"
+    assert (outcome.inject_window, outcome.boost_window) != (INJECT_WINDOW, BOOST_WINDOW)
+    assert 0 < outcome.inject_window < outcome.boost_window
+    if outcome.alice_source == "inject":
+        assert outcome.paraphrase_distance <= outcome.inject_window
     hit = outcome.alice.find(outcome.approved_id)
     assert hit is not None and hit.rank == 1
     assert outcome.alice_source in ("inject", "boost")

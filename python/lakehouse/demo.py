@@ -20,11 +20,13 @@ running one.
 
 The texts of :class:`Scenario` were measured against the built-in ``hash`` embedder (a
 bag of words and letter groups, not a language model): the paraphrase lies 0.176 from the
-demand, inside matrixd's inject window (0.20), and plain retrieval ranks the approved worker
-8th for it, so the story shows an ``inject``. A looser paraphrase ("forklift drivers, OSHA 30
-certified, Milwaukee nights") lies 0.49 away with this embedder, outside the window; the
-story reports that number too, rather than pretend. With another embedder (``ollama``) the
-distances differ and the story reports what actually happened.
+demand, inside the reference's inject window (0.20) and the one matrixd calibrates for this
+embedder, and plain retrieval ranks the approved worker 8th for it, so the story shows an
+``inject``; the story reports the windows matrixd actually used (0.57 inject, calibrated, for
+``hash``). A looser paraphrase ("forklift drivers, OSHA 30 certified, Milwaukee nights") lies
+0.49 away with this embedder: outside the reference's window, inside the calibrated one; when
+it lies outside the window in use, the story says so rather than pretend. With another
+embedder (``ollama``) the distances differ and the story reports what actually happened.
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ __all__ = [
     "main",
 ]
 
-#: matrixd's default windows (docs/matrix.md): a playbook hit farther than BOOST_WINDOW is
-#: ignored; one farther than INJECT_WINDOW can boost a retrieved answer but never inject one
+#: the reference's fixed windows (docs/matrix.md): a playbook hit farther than BOOST_WINDOW is
+#: ignored; one farther than INJECT_WINDOW can boost a retrieved answer but never inject one.
+#: The story's searches set no threshold, so matrixd calibrates its windows to the embedder;
+#: the story asks matrixd which it used and reports those (DemoOutcome.inject_window).
 BOOST_WINDOW = 0.50
 INJECT_WINDOW = 0.20
 #: the approval score: 1.0 halves a distance (the cap of the boost arithmetic)
@@ -210,6 +214,11 @@ class DemoOutcome:
     #: cosine distances between the demand's embedding and the paraphrases'
     paraphrase_distance: float = float("nan")
     loose_paraphrase_distance: float = float("nan")
+    #: the playbook windows matrixd used for alice's search, and where they came from
+    #: ("calibrated" to the embedder, or "reference": the fixed defaults)
+    boost_window: float = BOOST_WINDOW
+    inject_window: float = INJECT_WINDOW
+    window_mode: str = "reference"
     alice: Search | None = None
     bob: Search | None = None
     elapsed: float = 0.0
@@ -656,6 +665,11 @@ class _Story:
         self.out.paraphrase_distance = _cosine_distance(vectors[0], vectors[1])
         self.out.loose_paraphrase_distance = _cosine_distance(vectors[0], vectors[2])
         self.out.alice = found = await self.search(s.paraphrase, playbook=s.alice_playbook)
+        used = (await self.matrixd.calibration(playbook_corpus=s.alice_playbook))["thresholds"]
+        self.out.boost_window = float(used["max_distance"])
+        self.out.inject_window = float(used["max_inject_distance"])
+        self.out.window_mode = str(used["mode"])
+        whose = "calibrated for this embedder" if self.out.window_mode == "calibrated" else "the reference's"
         approved = self.out.approved_id
         d = self.out.paraphrase_distance
         self.para(
@@ -673,25 +687,26 @@ class _Story:
                 f"{approved} is {where}, source `inject`: for these words plain retrieval does "
                 f"not rank it in the top {s.k} (bob's list below), but they are {d:.3f} from "
                 f"the demand alice approved it for, inside the inject window "
-                f"({INJECT_WINDOW:.2f}), so matrixd adds her answer at {d:.3f} x "
+                f"({self.out.inject_window:.2f}, {whose}), so matrixd adds her answer at {d:.3f} x "
                 f"(1 - 0.5 x score {APPROVAL_SCORE}) = {hit.distance:.3f}."
             )
         elif hit is not None and hit.source == "boost":
             text = (
                 f"{approved} is {where}, source `boost`: retrieval found it at "
                 f"{hit.distance / factor:.3f}; these words are {d:.3f} from the demand alice "
-                f"approved it for, inside the boost window ({BOOST_WINDOW:.2f}), so matrixd "
+                f"approved it for, inside the boost window ({self.out.boost_window:.2f}, {whose}), "
+                f"so matrixd "
                 f"multiplies its distance by (1 - 0.5 x score {APPROVAL_SCORE}) = {factor:.2f}."
             )
         else:
             text = (
                 f"{approved} is {where}, by plain retrieval only: these words are {d:.3f} from "
                 f"the demand alice approved it for, outside the playbook's windows (boost "
-                f"{BOOST_WINDOW:.2f}, inject {INJECT_WINDOW:.2f})."
+                f"{self.out.boost_window:.2f}, inject {self.out.inject_window:.2f}, {whose})."
             )
         self.para(text)
         loose = self.out.loose_paraphrase_distance
-        if loose > INJECT_WINDOW:
+        if loose > self.out.inject_window:
             self.para(
                 f'An honest note: a looser rewording, "{s.loose_paraphrase}", is {loose:.2f} '
                 f"away, too far to inject. The built-in `hash` embedder compares words and "

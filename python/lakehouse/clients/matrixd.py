@@ -115,6 +115,22 @@ class MatrixdClient(ServiceClient):
             body["playbook_corpus"] = playbook_corpus
         return await self.post("/matrix/playbooks/bulk", body, trace_id=trace_id)
 
+    async def calibration(
+        self,
+        *,
+        playbook_corpus: str | None = None,
+        model: str = "",
+        query_text: str = "",
+        trace_id: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /matrix/playbooks/calibration`` -> the thresholds a search that sets none
+        uses on ``playbook_corpus`` (``thresholds``: mode, max_distance, max_inject_distance,
+        max_ratio, reason) and the evidence behind them."""
+        body: dict[str, Any] = {"model": model, "query_text": query_text}
+        if playbook_corpus is not None:
+            body["playbook_corpus"] = playbook_corpus
+        return await self.post("/matrix/playbooks/calibration", body, trace_id=trace_id)
+
     async def corpora(self, *, trace_id: str | None = None) -> list[str]:
         """The names of the corpora (vectord's indexes)."""
         answer = await self.get("/matrix/corpora", trace_id=trace_id)
