@@ -17,7 +17,10 @@ anything: bad input raises ``ValueError`` and leaves the index as it was.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -340,6 +343,19 @@ class VectorIndex:
         return cls._wrap(_native.HnswIndex.load(p))
 
 
+#: coalescers not yet closed: closed (their pending save done) when the interpreter exits,
+#: while their save functions can still run (a worker thread asking for the GIL during
+#: finalization would be ended mid-save)
+_open_coalescers: weakref.WeakSet[SaveCoalescer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_coalescers() -> None:
+    for coalescer in list(_open_coalescers):
+        with contextlib.suppress(Exception):
+            coalescer.close()
+
+
 class SaveCoalescer:
     """At most one save in flight; any burst of triggers collapses into one more save.
 
@@ -350,12 +366,13 @@ class SaveCoalescer:
     does not stop later ones. ``close()`` flushes and stops the worker.
     """
 
-    __slots__ = ("_c",)
+    __slots__ = ("_c", "__weakref__")
 
     def __init__(self, save_fn: Callable[[], object]) -> None:
         if not callable(save_fn):
             raise ValueError("save_fn must be callable")
         self._c = _native.SaveCoalescer(save_fn)
+        _open_coalescers.add(self)
 
     def trigger(self) -> None:
         self._c.trigger()
@@ -365,6 +382,7 @@ class SaveCoalescer:
 
     def close(self) -> None:
         self._c.close()
+        _open_coalescers.discard(self)
 
     def stats(self) -> dict[str, Any]:
         return dict(self._c.stats())

@@ -4,6 +4,8 @@ races, merge in chunks; and a model-based property test of add / delete over HTT
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
@@ -234,3 +236,24 @@ def test_a_trip_batches_alike_searches_and_isolates_a_bad_one():
     other_k = SearchJob(ix, x[0], 4, None, None, None)  # type: ignore[arg-type]
     out, grouped = _run_trip([*good, other_k])
     assert grouped == 5 and orjson.loads(out[5])["results"][3]["id"] != "i0"
+
+
+def test_an_unclosed_registry_saves_and_exits_cleanly(tmp_path):
+    """A library user who never calls close(): the interpreter exits with status 0 (a save
+    worker asking for the GIL during finalization used to abort it) and the pending save of
+    the acknowledged adds is done, so a new registry finds them."""
+    script = f"""
+import numpy as np
+from lakehouse.data.storage import LocalStore
+from lakehouse.vectors import IndexParams, VectorRegistry
+reg = VectorRegistry(LocalStore({str(tmp_path)!r}), save_min_interval=0.0, durability="none")
+ix = reg.create(IndexParams("w", 8))
+for j in range(20):
+    ix.add([f"i{{j}}-{{k}}" for k in range(50)], np.random.default_rng(j).random((50, 8), np.float32))
+"""
+    for _ in range(3):  # the abort was a race: give it a few chances
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        reg = VectorRegistry(LocalStore(str(tmp_path)), durability="none")
+        assert reg.load_all() == ["w"] and reg.get("w").count == 1000
+        reg.close()
