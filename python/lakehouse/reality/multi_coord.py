@@ -723,20 +723,24 @@ def _recall(events: list[Event]) -> dict[str, Any]:
 
 
 def _approve(results: list[dict[str, Any]], role: str, city: str) -> int:
-    """The coordinator's pick: the first worker of the role in the contract's city, else the
-    first of the role, else the top-1 (deterministic; no model involved)."""
+    """The coordinator's pick (deterministic, no model): among the workers of the role in the
+    contract's city, the best rated (metadata ``rating``; the first on a tie or without
+    ratings); else the first worker of the role; else the top-1. A pick retrieval did not
+    rank first is what the playbook must bring back later."""
 
     def meta(r: dict[str, Any]) -> dict[str, Any]:
         m = r.get("metadata")
         return m if isinstance(m, dict) else {}
 
-    for i, r in enumerate(results):
-        if role_equal(str(meta(r).get("role", "")), role) and meta(r).get("city") == city:
-            return i
-    for i, r in enumerate(results):
-        if role_equal(str(meta(r).get("role", "")), role):
-            return i
-    return 0
+    def rating(r: dict[str, Any]) -> float:
+        value = meta(r).get("rating")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("-inf")
+
+    of_role = [i for i, r in enumerate(results) if role_equal(str(meta(r).get("role", "")), role)]
+    local = [i for i in of_role if meta(results[i]).get("city") == city]
+    if local:
+        return max(local, key=lambda i: (rating(results[i]), -i))
+    return of_role[0] if of_role else 0
 
 
 def parse_prompt(body: str, roles: list[str]) -> str:
