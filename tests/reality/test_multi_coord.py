@@ -21,6 +21,7 @@ from lakehouse.reality.multi_coord import (
     Thresholds,
     evaluate_health,
     jaccard,
+    render,
     run_multi_coord,
 )
 
@@ -186,6 +187,16 @@ def test_help_has_an_example(capsys):
     with pytest.raises(SystemExit) as exc:
         reality_main(["multi-coord", "--swap-size", "0"])
     assert exc.value.code == 2 and "--swap-size" in capsys.readouterr().err
+    for template in ("{role", "{} in {city}", "{role:.2f}"):
+        with pytest.raises(SystemExit) as exc:
+            reality_main(["multi-coord", "--text-template", template])
+        assert exc.value.code == 2 and "does not render a worker row" in capsys.readouterr().err
+
+
+def test_render_fills_absent_columns_with_nothing():
+    assert render("{role} in {city}, {state}.", {"role": "Welder", "city": "Gary"}) == "Welder in Gary, ."
+    with pytest.raises(ValueError, match="does not render"):
+        render("{role!z}", {"role": "Welder"})
 
 
 @pytest.mark.st

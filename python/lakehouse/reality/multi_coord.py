@@ -375,8 +375,12 @@ class _Formatter(string.Formatter):
 
 
 def render(template: str, row: dict[str, Any]) -> str:
-    """``template`` with ``{column}`` placeholders filled from ``row`` (absent -> empty)."""
-    return _Formatter().format(template, **row)
+    """``template`` with ``{column}`` placeholders filled from ``row`` (absent -> empty);
+    ValueError for a template that cannot render (an unclosed brace, ``{}``, a bad spec)."""
+    try:
+        return _Formatter().format(template, **row)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        raise ValueError(f"text template {template!r} does not render a worker row: {exc}") from None
 
 
 class _Harness:
@@ -772,6 +776,9 @@ async def run_multi_coord(
     A phase that fails is reported (``phase_errors``) and the run goes on with the next."""
     if len(contracts) != 3 or len({c.coordinator for c in contracts}) != 3:
         raise ValueError("multi-coord needs three contracts held by three coordinators")
+    if not 1 <= k <= 1000 or not 1 <= swap_size <= 1000:
+        raise ValueError("k and swap_size must be 1..1000 (matrixd's max_k)")
+    render(text_template, {"role": "Welder", "city": "Milwaukee", "rating": 4.5, "years_experience": 3})
     run_token = run_token or secrets.token_hex(4)
     run = MultiCoordRun(
         url,
@@ -892,6 +899,10 @@ def main(argv: list[str]) -> int:
     corpora = [c for c in args.corpora.split(",") if c]
     if not corpora:
         parser.error("--corpora names no corpus")
+    try:
+        render(args.text_template, {"role": "Welder", "city": "Milwaukee", "rating": 4.5, "years_experience": 3})
+    except ValueError as exc:
+        parser.error(str(exc))
     llm = ""
     if not args.no_llm:
         llm = args.llm or os.environ.get("JUDGE_MODEL", "")
