@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ import orjson
 __all__ = [
     "HarnessError",
     "StackClient",
+    "choose_model",
     "describe",
     "judge_prompt",
     "paraphrase_prompt",
@@ -137,3 +139,17 @@ def terminal_progress(width: int = 100) -> tuple[Callable[[str], None], Callable
             print("\r\033[K", end="", file=sys.stderr, flush=True)
 
     return show, clear
+
+
+def choose_model(flag: str | None, config_path: str | None, default: str) -> str:
+    """The LLM a harness uses, in the reference's order: the flag, else ``$JUDGE_MODEL``,
+    else ``[models].local_judge`` of the configuration, else ``default``."""
+    model = flag or os.environ.get("JUDGE_MODEL", "")
+    if not model:
+        try:
+            from ..config import load_config
+
+            model = load_config(config_path).models.local_judge
+        except Exception:  # no configuration: the default
+            model = ""
+    return model or default

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import secrets
 import string
 import sys
@@ -45,7 +44,7 @@ import aiohttp
 
 from ..playbook import role_equal
 from . import add_stack_args
-from .client import HarnessError, StackClient, paraphrase, rate, terminal_progress
+from .client import HarnessError, StackClient, choose_model, paraphrase, rate, terminal_progress
 from .report import write_report
 
 __all__ = [
@@ -156,6 +155,18 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def _jaccard_check(values: list[float], bar: float) -> dict[str, Any]:
+    mean = _mean(values)
+    return {
+        "value": mean,
+        "n": len(values),
+        "max": round(max(values), 4) if values else None,
+        "bar": f"< {bar}",
+        "status": "no data" if mean is None else "ok" if mean < bar else "high",
+        "pass": mean is not None and mean < bar,
+    }
+
+
 def evaluate_health(
     same_role: list[float],
     diff_role: list[float],
@@ -172,24 +183,11 @@ def evaluate_health(
     """Every check with its value, its bar and whether it passed, and the verdict."""
     t = thresholds
     checks: dict[str, dict[str, Any]] = {}
-    same = _mean(same_role)
-    checks["same_role_jaccard"] = {
-        "value": same,
-        "n": len(same_role),
-        "max": round(max(same_role), 4) if same_role else None,
-        "bar": f"< {t.same_role_max}",
-        "status": "no data" if same is None else "ok" if same < t.same_role_max else "cycling" if same > t.cycling else "high",
-        "pass": same is not None and same < t.same_role_max,
-    }
-    diff = _mean(diff_role)
-    checks["diff_role_jaccard"] = {
-        "value": diff,
-        "n": len(diff_role),
-        "max": round(max(diff_role), 4) if diff_role else None,
-        "bar": f"< {t.diff_role_max}",
-        "status": "no data" if diff is None else "ok" if diff < t.diff_role_max else "high",
-        "pass": diff is not None and diff < t.diff_role_max,
-    }
+    same = _jaccard_check(same_role, t.same_role_max)
+    if same["value"] is not None and same["value"] > t.cycling:
+        same["status"] = "cycling"
+    checks["same_role_jaccard"] = same
+    checks["diff_role_jaccard"] = _jaccard_check(diff_role, t.diff_role_max)
     det = _mean(determinism)
     checks["determinism"] = {
         "value": det,
@@ -903,17 +901,7 @@ def main(argv: list[str]) -> int:
         render(args.text_template, {"role": "Welder", "city": "Milwaukee", "rating": 4.5, "years_experience": 3})
     except ValueError as exc:
         parser.error(str(exc))
-    llm = ""
-    if not args.no_llm:
-        llm = args.llm or os.environ.get("JUDGE_MODEL", "")
-        if not llm:
-            try:
-                from ..config import load_config
-
-                llm = load_config(args.config).models.local_judge
-            except Exception:  # no config: the default
-                llm = ""
-        llm = llm or DEFAULT_LLM
+    llm = "" if args.no_llm else choose_model(args.llm, args.config, DEFAULT_LLM)
     show, clear = terminal_progress()
     tty = sys.stderr.isatty()
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import sys
 import time
@@ -38,7 +37,7 @@ from typing import Any
 import aiohttp
 
 from . import add_stack_args
-from .client import HarnessError, StackClient, paraphrase, rate, terminal_progress
+from .client import HarnessError, StackClient, choose_model, paraphrase, rate, terminal_progress
 from .report import write_report
 
 __all__ = ["DemandOutcome", "LiftRun", "run_playbook_lift", "main"]
@@ -304,15 +303,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error("-k must be positive")
-    judge = args.judge or os.environ.get("JUDGE_MODEL", "")
-    if not judge:
-        try:
-            from ..config import load_config
-
-            judge = load_config(args.config).models.local_judge
-        except Exception:  # no config: the default
-            judge = ""
-    judge = judge or DEFAULT_JUDGE
+    judge = choose_model(args.judge, args.config, DEFAULT_JUDGE)
     try:
         queries = load_queries(args.queries)
     except (OSError, ValueError) as exc:
