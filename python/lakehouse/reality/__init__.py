@@ -1,7 +1,7 @@
 """Reality harnesses (contract section 15): end-to-end measurements against any stack.
 
-``lakehouse reality playbook-lift`` (:mod:`.playbook_lift`) and ``multitier``
-(:mod:`.multitier`) are implemented; multi-coord is not yet (docs/reality.md).
+``lakehouse reality playbook-lift`` (:mod:`.playbook_lift`), ``multi-coord``
+(:mod:`.multi_coord`) and ``multitier`` (:mod:`.multitier`); docs/reality.md.
 Each harness talks to a stack through its gateway's ``/v1`` routes only, and writes
 ``reports/<name>_<NNN>.json`` and ``.md`` (:mod:`.report`).
 """
@@ -18,6 +18,10 @@ HARNESSES = {
     "playbook-lift": (
         "lakehouse.reality.playbook_lift:main",
         "cold pass, judge, record, warm pass: does the playbook lift the approved answers?",
+    ),
+    "multi-coord": (
+        "lakehouse.reality.multi_coord:main",
+        "three coordinators, three contracts, nine phases over 48 hours: overlap, determinism, fresh resumes",
     ),
     "multitier": (
         "lakehouse.reality.multitier:main",

@@ -25,17 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import numpy as np
-import orjson
 
 from ..roster import CITIES, ROLES
 from . import add_stack_args
+from .client import HarnessError as ScenarioFailure
+from .client import StackClient, terminal_progress
 from .report import write_report
 
 __all__ = ["SCENARIOS", "MultitierRun", "run_multitier", "main"]
@@ -50,10 +50,6 @@ SCENARIOS: dict[str, int] = {
     "sms_validate": 10,
     "playbook_record_replay": 10,
 }
-
-
-class ScenarioFailure(Exception):
-    pass
 
 
 @dataclass
@@ -104,26 +100,6 @@ class MultitierRun:
         }
 
 
-class _Client:
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
-        self.session = session
-        self.base = url.rstrip("/") + "/v1"
-        self.headers = {"Content-Type": "application/json"}
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
-
-    async def post(self, path: str, body: dict[str, Any], expect: int = 200) -> Any:
-        try:
-            async with self.session.post(self.base + path, data=orjson.dumps(body), headers=self.headers) as r:
-                raw = await r.read()
-                status = r.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ScenarioFailure(f"{path}: {exc or type(exc).__name__}") from None
-        if status != expect:
-            raise ScenarioFailure(f"{path} answered {status}: {raw[:200].decode('utf-8', 'replace')}")
-        return orjson.loads(raw)
-
-
 def _demand(rng: random.Random) -> str:
     role = rng.choice(list(ROLES))
     city, state = rng.choice(CITIES)
@@ -143,7 +119,7 @@ def _first_name(result: dict[str, Any]) -> str:
 
 
 class _Scenarios:
-    def __init__(self, client: _Client, run: MultitierRun, roster: bool) -> None:
+    def __init__(self, client: StackClient, run: MultitierRun, roster: bool) -> None:
         self.c = client
         self.run = run
         self.roster = roster
@@ -231,7 +207,7 @@ async def run_multitier(
     weights = [SCENARIOS[n] for n in names]
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        scenarios = _Scenarios(_Client(session, url, token), run, roster)
+        scenarios = _Scenarios(StackClient(session, url, token), run, roster)
         start = time.monotonic()
         deadline = start + duration
 
@@ -308,12 +284,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.concurrency < 1 or not args.duration > 0:
         parser.error("--concurrency and --duration must be positive")
-    tty = sys.stderr.isatty()
-
-    def progress(text: str) -> None:
-        if tty:
-            print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
-
+    progress, clear = terminal_progress()
     run = asyncio.run(
         run_multitier(
             args.url,
@@ -327,8 +298,7 @@ def main(argv: list[str]) -> int:
             progress=progress,
         )
     )
-    if tty:
-        print("\r\033[K", end="", file=sys.stderr)
+    clear()
     s = run.summary()
     data = {
         "name": NAME,

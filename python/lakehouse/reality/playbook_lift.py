@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import sys
 import time
@@ -36,19 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 
 from . import add_stack_args
+from .client import HarnessError, StackClient, choose_model, paraphrase, rate, terminal_progress
 from .report import write_report
 
 __all__ = ["DemandOutcome", "LiftRun", "run_playbook_lift", "main"]
 
 NAME = "playbook_lift"
 DEFAULT_JUDGE = "qwen2.5:latest"
-
-
-class HarnessError(RuntimeError):
-    """The stack answered something the harness cannot go on with."""
 
 
 @dataclass
@@ -129,87 +124,14 @@ class LiftRun:
         }
 
 
-class _Stack:
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
-        self.session = session
-        self.base = url.rstrip("/") + "/v1"
-        self.headers = {"Content-Type": "application/json"}
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
-
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            async with self.session.post(self.base + path, data=orjson.dumps(body), headers=self.headers) as r:
-                raw = await r.read()
-                status = r.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise HarnessError(f"{path}: {exc or type(exc).__name__}") from None
-        if status != 200:
-            raise HarnessError(f"{path} answered {status}: {raw[:300].decode('utf-8', 'replace')}")
-        return orjson.loads(raw)
-
-    async def chat_json(self, model: str, prompt: str, temperature: float) -> dict[str, Any]:
-        answer = await self.post(
-            "/chat",
-            {"model": model, "messages": [{"role": "user", "content": prompt}], "format": "json", "temperature": temperature},
-        )
-        try:
-            value = json.loads(answer.get("content") or "")
-        except ValueError:
-            raise HarnessError(f"the model answered no JSON: {str(answer.get('content'))[:200]!r}") from None
-        if not isinstance(value, dict):
-            raise HarnessError("the model answered JSON that is not an object")
-        return value
-
-
-def _describe(result: dict[str, Any]) -> str:
-    meta = result.get("metadata")
-    if isinstance(meta, dict) and meta:
-        fields = ", ".join(f"{k}: {v}" for k, v in meta.items() if k not in ("worker_id", "name"))
-        return f"{result['id']} ({fields})"
-    return str(result["id"])
-
-
-def judge_prompt(query: str, results: list[dict[str, Any]]) -> str:
-    lines = [f"{i + 1}. {_describe(r)}" for i, r in enumerate(results)]
-    return (
-        "You are a staffing coordinator's assistant. Rate how well each candidate fits the demand, "
-        "from 0 (unrelated) to 5 (exactly what was asked).\n"
-        f"Demand: {query}\nCandidates:\n" + "\n".join(lines) + "\n"
-        'Answer JSON only: {"ratings": [one integer 0-5 per candidate, in order]}'
-    )
-
-
-def paraphrase_prompt(query: str) -> str:
-    return (
-        "Rewrite this staffing demand the way another coordinator would word it: same need, "
-        "different words. Do not add requirements.\n"
-        f"Demand: {query}\n"
-        'Answer JSON only: {"paraphrase": "..."}'
-    )
-
-
-async def _ratings(stack: _Stack, model: str, query: str, results: list[dict[str, Any]]) -> list[int]:
-    value = await stack.chat_json(model, judge_prompt(query, results), 0.0)
-    ratings = value.get("ratings")
-    if not isinstance(ratings, list) or len(ratings) != len(results):
-        raise HarnessError(f"the judge rated {len(ratings) if isinstance(ratings, list) else 'no'} of {len(results)} candidates")
-    out = []
-    for r in ratings:
-        if isinstance(r, bool) or not isinstance(r, int | float) or not 0 <= r <= 5:
-            raise HarnessError(f"the judge gave a rating outside 0-5: {r!r}")
-        out.append(int(r))
-    return out
-
-
-async def _demand(stack: _Stack, run: LiftRun, query: str, role: str, extra: dict[str, Any]) -> DemandOutcome:
+async def _demand(stack: StackClient, run: LiftRun, query: str, role: str, extra: dict[str, Any]) -> DemandOutcome:
     out = DemandOutcome(query, role)
     base = {"corpora": run.corpora, "k": run.k}
     cold = (await stack.post("/matrix/search", {**base, "query_text": query}))["results"]
     if not cold:
         raise HarnessError("the cold search returned nothing (is the corpus empty?)")
     out.cold_top1, out.cold_top1_distance = cold[0]["id"], float(cold[0]["distance"])
-    out.ratings = await _ratings(stack, run.judge_model, query, cold)
+    out.ratings = await rate(stack, run.judge_model, query, cold)
     best = max(range(len(cold)), key=lambda i: (out.ratings[i], -i))
     chosen = cold[best]
     out.recorded, out.recorded_cold_rank, out.discovery = chosen["id"], best + 1, best > 0
@@ -231,17 +153,13 @@ async def _demand(stack: _Stack, run: LiftRun, query: str, role: str, extra: dic
     out.warm_top1, out.warm_top1_distance, out.warm_source = top["id"], float(top["distance"]), top.get("source", "")
     out.lift = out.discovery and out.warm_top1 == out.recorded
 
-    para = await stack.chat_json(run.judge_model, paraphrase_prompt(query), 0.5)
-    text = para.get("paraphrase")
-    if not isinstance(text, str) or not text.strip():
-        raise HarnessError("the paraphraser answered no paraphrase")
-    out.paraphrase = text.strip()
+    out.paraphrase = await paraphrase(stack, run.judge_model, query)
     warm_p = await stack.post("/matrix/search", {**warm_body, "query_text": out.paraphrase})
     ptop = warm_p["results"][0]
     out.paraphrase_top1, out.paraphrase_source = ptop["id"], ptop.get("source", "")
     out.paraphrase_lift = out.paraphrase_top1 == out.recorded
 
-    out.warm_top1_rating = (await _ratings(stack, run.judge_model, query, [top]))[0]
+    out.warm_top1_rating = (await rate(stack, run.judge_model, query, [top]))[0]
     cold_rating = out.ratings[0]
     out.quality = (
         "lifted" if out.warm_top1_rating > cold_rating else "regressed" if out.warm_top1_rating < cold_rating else "neutral"
@@ -249,7 +167,7 @@ async def _demand(stack: _Stack, run: LiftRun, query: str, role: str, extra: dic
     return out
 
 
-async def _control(stack: _Stack, run: LiftRun, query: str, extra: dict[str, Any]) -> ControlOutcome:
+async def _control(stack: StackClient, run: LiftRun, query: str, extra: dict[str, Any]) -> ControlOutcome:
     out = ControlOutcome(query)
     base = {"corpora": run.corpora, "k": run.k, "query_text": query}
     cold = (await stack.post("/matrix/search", base))["results"]
@@ -279,7 +197,7 @@ async def run_playbook_lift(
     extra = {} if inject_distance is None else {"playbook_max_inject_distance": inject_distance}
     start = time.monotonic()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        stack = _Stack(session, url, token)
+        stack = StackClient(session, url, token)
         demands = queries.get("demands", [])
         for i, d in enumerate(demands):
             text, role = (d, "") if isinstance(d, str) else (d["text"], d.get("role", ""))
@@ -385,26 +303,13 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error("-k must be positive")
-    judge = args.judge or os.environ.get("JUDGE_MODEL", "")
-    if not judge:
-        try:
-            from ..config import load_config
-
-            judge = load_config(args.config).models.local_judge
-        except Exception:  # no config: the default
-            judge = ""
-    judge = judge or DEFAULT_JUDGE
+    judge = choose_model(args.judge, args.config, DEFAULT_JUDGE)
     try:
         queries = load_queries(args.queries)
     except (OSError, ValueError) as exc:
         print(f"lakehouse reality playbook-lift: {exc}", file=sys.stderr)
         return 2
-    tty = sys.stderr.isatty()
-
-    def progress(text: str) -> None:
-        if tty:
-            print(f"\r\033[K{text[:100]}", end="", file=sys.stderr, flush=True)
-
+    progress, clear = terminal_progress()
     run = asyncio.run(
         run_playbook_lift(
             args.url,
@@ -419,8 +324,7 @@ def main(argv: list[str]) -> int:
             progress=progress,
         )
     )
-    if tty:
-        print("\r\033[K", end="", file=sys.stderr)
+    clear()
     data = {"name": NAME, **asdict(run), "summary": run.summary()}
     json_path, md_path = write_report(args.out, NAME, data, markdown(run))
     s = run.summary()
