@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fake-ollama": ("lakehouse.fakes.ollama:main", "a fake Ollama server for tests and demos"),
     "fake-openai": ("lakehouse.fakes.openai:main", "a fake OpenAI-compatible chat server"),
     "calibrate": ("lakehouse.matrix.calibration:main", "the playbook thresholds matrixd derives for a model, and why"),
-    "reality": ("lakehouse.reality:main", "reality harnesses against a stack (playbook-lift), with reports"),
+    "reality": ("lakehouse.reality:main", "reality harnesses against a stack (playbook-lift, multi-coord, multitier), with reports"),
     "parity": ("lakehouse.parity:main", "send the HTTP parity fixtures to two runtimes and compare"),
     "mcp": ("lakehouse.services.mcpd:stdio_main", "the MCP server on stdio, for desktop MCP clients"),
     "distill": ("lakehouse.distill.cli:main", "evidence, scoring, exports, replay, audit, drift, promote"),
