@@ -67,25 +67,36 @@ def serve_main(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def dispatch(
+    table: dict[str, tuple[str, str]], argv: list[str], *, prog: str, noun: str, plural: str, footer: str
+) -> int:
+    """Run ``argv[0]`` of ``table`` (name -> ("module:function", help)) on ``argv[1:]``.
+
+    No name or ``--help`` prints the table; an unknown name is exit 2 with a message.
+    """
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: lakehouse COMMAND [args]\n\ncommands:")
-        for name, (_, text) in COMMANDS.items():
-            print(f"  {name:<14} {text}")
-        print("\n'lakehouse COMMAND --help' for a command's options.")
+        print(f"usage: {prog} {noun.upper()} [args]\n\n{plural}:")
+        width = max(map(len, table)) + 2
+        for name, (_, text) in table.items():
+            print(f"  {name:<{width}} {text}")
+        print(f"\n{footer}")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"lakehouse: unknown command {name!r} (try 'lakehouse --help')", file=sys.stderr)
+    if name not in table:
+        print(f"{prog}: unknown {noun} {name!r} (try '{prog} --help')", file=sys.stderr)
         return 2
-    target, _ = COMMANDS[name]
-    module_name, func_name = target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
+    module_name, func_name = table[name][0].split(":")
+    return int(getattr(importlib.import_module(module_name), func_name)(rest) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(func(rest) or 0)
+        return dispatch(
+            COMMANDS, argv, prog="lakehouse", noun="command", plural="commands", footer="'lakehouse COMMAND --help' for a command's options."
+        )
     except ConfigError as exc:
-        print(f"lakehouse {name}: {exc}", file=sys.stderr)
+        print(f"lakehouse {argv[0]}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

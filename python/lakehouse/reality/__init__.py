@@ -9,7 +9,6 @@ Each harness talks to a stack through its gateway's ``/v1`` routes only, and wri
 from __future__ import annotations
 
 import argparse
-import sys
 
 __all__ = ["main"]
 
@@ -32,20 +31,16 @@ HARNESSES = {
 
 def main(argv: list[str]) -> int:
     """``lakehouse reality NAME [options]``."""
-    import importlib
+    from ..cli import dispatch
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: lakehouse reality HARNESS [options]\n\nharnesses:")
-        for name, (_, text) in HARNESSES.items():
-            print(f"  {name:<15} {text}")
-        print("\nexample: lakehouse reality playbook-lift --url http://127.0.0.1:3110")
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in HARNESSES:
-        print(f"lakehouse reality: unknown harness {name!r} (choose from {', '.join(HARNESSES)})", file=sys.stderr)
-        return 2
-    module, func = HARNESSES[name][0].split(":")
-    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    return dispatch(
+        HARNESSES,
+        argv,
+        prog="lakehouse reality",
+        noun="harness",
+        plural="harnesses",
+        footer="example: lakehouse reality playbook-lift --url http://127.0.0.1:3110",
+    )
 
 
 def add_stack_args(parser: argparse.ArgumentParser) -> None:
