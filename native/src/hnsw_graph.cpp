@@ -768,6 +768,12 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
   }
 }
 
+void HnswGraph::top_up(std::uint32_t slot) {
+  if (slot >= capacity_ || store_.state(slot) != SlotState::Live) return;
+  if (__atomic_load_n(&levels_[slot], __ATOMIC_ACQUIRE) == kUnlinked) return;
+  if (load_count(links0(slot)) < m_) relink(slot, 0);
+}
+
 void HnswGraph::relink(std::uint32_t node, int layer) {
   std::uint32_t ep = entry_point();
   if (ep == kNoSlot || ep == node || store_.state(node) != SlotState::Live) return;

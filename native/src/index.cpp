@@ -216,6 +216,21 @@ void Index::insert_into_graph(const std::vector<std::uint32_t>& slots, const std
       }
     }
   });
+  top_up(slots);
+}
+
+void Index::top_up(const std::vector<std::uint32_t>& slots) {
+  parallel_for(slots.size(), threads_.load(), 64, [&](std::size_t begin, std::size_t end) {
+    SharedLock st(struct_mu_);
+    for (std::size_t i = begin; i < end; ++i) {
+      try {
+        graph_->top_up(slots[i]);
+      } catch (...) {
+        graph_failures_.fetch_add(1);
+        graph_broken_.store(true);
+      }
+    }
+  });
 }
 
 void Index::repair_graph(const std::vector<std::uint32_t>& dead) {
@@ -285,6 +300,18 @@ void Index::rebuild_graph(bool count_as_rebuild) {
         }
       }
     });
+    if (!failed) {
+      parallel_for(live.size(), threads_.load(), 64, [&](std::size_t begin, std::size_t end) {
+        SharedLock st(struct_mu_);
+        for (std::size_t i = begin; i < end; ++i) {
+          try {
+            graph->top_up(live[i]);
+          } catch (...) {
+            failed = true;
+          }
+        }
+      });
+    }
     if (!failed) break;
     if (attempt >= 2) throw std::runtime_error("graph rebuild failed repeatedly");
     graph_failures_.fetch_add(1);

@@ -87,6 +87,11 @@ class HnswGraph {
   // inserts, repairs and searches.
   void insert(std::uint32_t slot, int level);
 
+  // After a batch of inserts: a node whose level-0 list holds fewer than m links (one
+  // linked while the graph was tiny, when there was little to link to) is linked again by
+  // a fresh neighbour search, which also gives it in-links from its nearest neighbours.
+  void top_up(std::uint32_t slot);
+
   // After `slot` became Deleted: removes it from its neighbours' lists and gives each of
   // them a replacement from the deleted node's own neighbourhood, and moves the entry point
   // off it. The slot's own links stay (stale in-links may still route through it).

@@ -148,6 +148,8 @@ class Index {
   void prepare(const float* in, float* out, std::size_t item, const char* what) const;
   void grow_for(std::size_t new_items);
   void insert_into_graph(const std::vector<std::uint32_t>& slots, const std::vector<int>& levels);
+  // graph_->top_up over freshly inserted slots (HnswGraph::top_up).
+  void top_up(const std::vector<std::uint32_t>& slots);
   // Repairs the graph around deleted slots (before they can be reused).
   void repair_graph(const std::vector<std::uint32_t>& dead);
   void exact_search(const float* q, std::size_t k, const std::vector<std::uint32_t>& excluded,
