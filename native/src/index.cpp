@@ -96,6 +96,13 @@ void Index::grow_for(std::size_t new_items) {
 std::pair<std::size_t, std::size_t> Index::add(
     const std::vector<std::string>& ids, const float* vectors, std::size_t n,
     const std::vector<std::optional<std::string>>& metadata) {
+  const std::size_t d = params_.dims;
+  return add(ids, [vectors, d](std::size_t i) { return vectors + i * d; }, n, metadata);
+}
+
+std::pair<std::size_t, std::size_t> Index::add(
+    const std::vector<std::string>& ids, const RowSource& vectors, std::size_t n,
+    const std::vector<std::optional<std::string>>& metadata) {
   if (ids.size() != n) {
     throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " +
                                 std::to_string(n) + " vectors");
@@ -107,18 +114,19 @@ std::pair<std::size_t, std::size_t> Index::add(
   if (n == 0) return {0, 0};
 
   // Validate the whole batch before touching anything. No copy of the batch is made: a
-  // vector goes from the caller's buffer into the store (cosine: normalised on the way,
-  // through one row of scratch), so peak memory during a bulk add is the index itself.
+  // vector goes from the caller's buffer (or the source's bounded chunk) into the store
+  // (cosine: normalised on the way, through one row of scratch), so peak memory during a
+  // bulk add is the index itself.
   const std::size_t d = params_.dims;
   std::vector<float> scratch(d);
   for (std::size_t i = 0; i < n; ++i) {
     if (ids[i].empty()) throw std::invalid_argument("item " + std::to_string(i) + ": empty id");
-    prepare(vectors + i * d, scratch.data(), i, "item");
+    prepare(vectors(i), scratch.data(), i, "item");
   }
   // Item i's vector as stored (valid until the next call).
   auto row = [&](std::size_t i) -> const float* {
-    if (!space_.needs_normalise()) return vectors + i * d;
-    prepare(vectors + i * d, scratch.data(), i, "item");
+    if (!space_.needs_normalise()) return vectors(i);
+    prepare(vectors(i), scratch.data(), i, "item");
     return scratch.data();
   };
   // A duplicate id inside the batch: the last occurrence wins.

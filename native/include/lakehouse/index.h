@@ -100,6 +100,13 @@ class Index {
   std::pair<std::size_t, std::size_t> add(const std::vector<std::string>& ids, const float* vectors,
                                           std::size_t n,
                                           const std::vector<std::optional<std::string>>& metadata);
+  // Row i of a batch (dims floats), valid until the next call; rows are asked for in a
+  // few passes over the batch, ascending within each. Lets a caller convert another
+  // dtype in bounded chunks instead of copying the whole batch first.
+  using RowSource = std::function<const float*(std::size_t i)>;
+  std::pair<std::size_t, std::size_t> add(const std::vector<std::string>& ids, const RowSource& vectors,
+                                          std::size_t n,
+                                          const std::vector<std::optional<std::string>>& metadata);
 
   std::vector<SearchHit> search(const float* query, std::size_t k, std::size_t ef,
                                 const std::vector<std::string>& exclude, bool with_metadata) const;
