@@ -17,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, log, machine, write_json
@@ -61,6 +62,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--dims", type=int, default=384)
     p.add_argument("--libs", default="lakehouse,hnswlib,faiss")
     p.add_argument("--dtypes", default="float32,float64", help="input dtypes, each a run per library")
+    p.add_argument("--out", default=str(RESULTS / "add_memory.json"), help="where the JSON goes")
     a = p.parse_args(argv)
     rows = []
     for dtype in a.dtypes.split(","):
@@ -75,9 +77,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             peak, final = m["peak"] - m["before"], m["after"] - m["before"]
             rows.append({"library": lib, "dtype": dtype, "peak_mb": peak / 1e6, "final_mb": final / 1e6,
                          "peak_over_final": peak / final if final else None})
-    report = {"benchmark": "add_memory", "params": vars(a), "data_mb": a.n * a.dims * 4 / 1e6,
+    report = {"benchmark": "add_memory", "params": {k: v for k, v in vars(a).items() if k != "out"}, "data_mb": a.n * a.dims * 4 / 1e6,
               "machine": machine(), "rows": rows}
-    write_json(RESULTS / "add_memory.json", report)
+    write_json(Path(a.out), report)
     return report
 
 
