@@ -105,7 +105,7 @@ HnswGraph::HnswGraph(const SideStore& store, const Space& space, GraphParams par
       stride0_(1 + max_m0_),
       stride_up_(1 + m_),
       soft_children_(std::max<std::size_t>(1, max_m0_ / 4)) {
-  if (const char* e = std::getenv("LH_PIVOTS")) pivot_cap_ = std::min<std::size_t>(kPivots, std::atoi(e));
+  if (const char* e = std::getenv("LAKEHOUSE_PIVOTS")) pivot_cap_ = std::min<std::size_t>(kPivots, std::atoi(e));
 }
 
 HnswGraph::~HnswGraph() = default;

@@ -62,7 +62,8 @@ class HnswGraph {
  public:
   static constexpr int kMaxLevel = 31;
   static constexpr std::size_t kMaxM = 256;
-  // Pivots every search scans before level 0 (see seed_from_pivots).
+  // Pivots every search scans before level 0 (see seed_from_pivots). LAKEHOUSE_PIVOTS=n in
+  // the environment caps them lower (0: none) for A/B measurements.
   static constexpr std::size_t kPivots = 64;
   // level() of a slot that is not in the graph (also the value the binary format stores)
   static constexpr std::uint8_t kUnlinked = 0xFF;
