@@ -5,6 +5,8 @@
     python -m bench threads          # searches while another thread adds
     python -m bench http             # vectord and matrixd over HTTP
     python -m bench micro            # pytest-benchmark micro-benchmarks
+    python -m bench selfrecall       # is every item found by its own vector? (beside hnswlib)
+    python -m bench add_memory       # peak and final memory of one bulk add (float32, float64)
     python -m bench summary          # SUMMARY.md and the plots from the existing JSON
     python -m bench --quick          # a small smoke run of everything (seconds, not minutes)
 
@@ -25,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import core, http_load, summary, threads
+from bench import add_memory, core, http_load, selfrecall, summary, threads
 from bench.common import CACHE, RESULTS, ROOT, log, machine, write_json
 
-PARTS = ("core", "threads", "http", "micro")
+PARTS = ("core", "threads", "http", "micro", "selfrecall", "add_memory")
 
 #: the two data sets of the in-process comparison: (core.py arguments, quick variant)
 DATASETS = (
@@ -119,7 +121,22 @@ def kernel_slopes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-RUNNERS = {"core": run_core, "threads": run_threads, "http": run_http, "micro": run_micro}
+def run_selfrecall(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    out = ["--out", str(Path(args.out or Path(args.results) / "selfrecall.json"))]
+    report = selfrecall.run((["--n", "3000"] if args.quick else []) + out)
+    print(selfrecall.table(report), flush=True)
+    return {**report, "command": cmd}
+
+
+def run_add_memory(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    out = ["--out", str(Path(args.out or Path(args.results) / "add_memory.json"))]
+    report = add_memory.run((["--n", "5000", "--dims", "64"] if args.quick else []) + out)
+    print(add_memory.table(report), flush=True)
+    return {**report, "command": cmd}
+
+
+RUNNERS = {"core": run_core, "threads": run_threads, "http": run_http, "micro": run_micro,
+           "selfrecall": run_selfrecall, "add_memory": run_add_memory}
 
 
 def main(argv: list[str] | None = None) -> int:

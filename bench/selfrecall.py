@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--ef", type=int, default=64)
     p.add_argument("--libs", default="lakehouse,hnswlib")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default=str(RESULTS / "selfrecall.json"), help="where the JSON goes")
     a = p.parse_args(argv)
     n, d = a.n, a.dims
     base = mixture(n, d, max(10, n // 1000), a.seed)
@@ -154,8 +156,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append({"library": name, "scenario": "churn + rebuild", "live": len(keys),
                          "misses": misses(lib, keys, vecs, a.distance), "unreachable": lib.unreachable()})
         log(f"[{name}] done in {time.perf_counter() - t0:.0f} s")
-    report = {"benchmark": "selfrecall", "params": vars(a), "machine": machine(), "rows": rows}
-    write_json(RESULTS / "selfrecall.json", report)
+    report = {"benchmark": "selfrecall", "params": {k: v for k, v in vars(a).items() if k != "out"}, "machine": machine(), "rows": rows}
+    write_json(Path(a.out), report)
     return report
 
 

@@ -8,7 +8,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <memory>
+#include <type_traits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -85,6 +90,95 @@ const float* matrix(const FloatArray& a, std::size_t dims, const char* what) {
   }
   return a.data();
 }
+
+bool is_float32_rows(const py::array& a) {
+  return a.dtype().is(py::dtype::of<float>()) && (a.flags() & py::array::c_style);
+}
+
+// Rows of a 2-d numpy array of another dtype or layout (float64, integers, bool, strided
+// float32), converted to float32 a bounded chunk at a time (at most about 4 MiB), so an add
+// never holds a whole float32 copy of the batch. Reads the array's memory directly: built
+// with the GIL held, used without it (the caller keeps the array alive).
+class RowConverter {
+ public:
+  static bool supports(const py::array& a) {
+    const py::dtype dt = a.dtype();
+    if (!dt.attr("isnative").cast<bool>()) return false;
+    const char k = dt.kind();
+    const auto size = dt.itemsize();
+    return (k == 'f' && (size == 4 || size == 8)) ||
+           ((k == 'i' || k == 'u') && (size == 1 || size == 2 || size == 4 || size == 8)) ||
+           (k == 'b' && size == 1);
+  }
+
+  RowConverter(const py::array& a, std::size_t dims)
+      : base_(static_cast<const char*>(a.data())),
+        stride_row_(a.strides(0)),
+        stride_col_(a.strides(1)),
+        kind_(a.dtype().kind()),
+        size_(a.dtype().itemsize()),
+        dims_(dims),
+        rows_(std::max<std::size_t>(1, (std::size_t(1) << 20) / std::max<std::size_t>(dims, 1))),
+        n_(std::size_t(a.shape(0))) {
+    buf_.resize(std::min(rows_, n_) * dims_);
+  }
+
+  const float* row(std::size_t i) {
+    if (i < first_ || i >= first_ + count_) fill(i - i % rows_);
+    return buf_.data() + (i - first_) * dims_;
+  }
+
+ private:
+  template <class T>
+  void convert(std::size_t first, std::size_t count) {
+    for (std::size_t r = 0; r < count; ++r) {
+      const char* src = base_ + std::ptrdiff_t(first + r) * stride_row_;
+      float* out = buf_.data() + r * dims_;
+      for (std::size_t j = 0; j < dims_; ++j) {
+        T v;
+        std::memcpy(&v, src + std::ptrdiff_t(j) * stride_col_, sizeof(T));
+        out[j] = to_float(v);
+      }
+    }
+  }
+  template <class T>
+  static float to_float(T v) {
+    if constexpr (std::is_same_v<T, double>) {
+      // out of float's range: +-inf (the add then rejects it), never undefined behaviour
+      if (v > double(std::numeric_limits<float>::max())) return std::numeric_limits<float>::infinity();
+      if (v < -double(std::numeric_limits<float>::max())) return -std::numeric_limits<float>::infinity();
+    }
+    return static_cast<float>(v);
+  }
+  void fill(std::size_t first) {
+    const std::size_t count = std::min(rows_, n_ - first);
+    if (kind_ == 'f') {
+      size_ == 4 ? convert<float>(first, count) : convert<double>(first, count);
+    } else if (kind_ == 'i') {
+      if (size_ == 1) convert<std::int8_t>(first, count);
+      else if (size_ == 2) convert<std::int16_t>(first, count);
+      else if (size_ == 4) convert<std::int32_t>(first, count);
+      else convert<std::int64_t>(first, count);
+    } else if (kind_ == 'u') {
+      if (size_ == 1) convert<std::uint8_t>(first, count);
+      else if (size_ == 2) convert<std::uint16_t>(first, count);
+      else if (size_ == 4) convert<std::uint32_t>(first, count);
+      else convert<std::uint64_t>(first, count);
+    } else {
+      convert<bool>(first, count);
+    }
+    first_ = first;
+    count_ = count;
+  }
+
+  const char* base_;
+  std::ptrdiff_t stride_row_, stride_col_;
+  char kind_;
+  py::ssize_t size_;
+  std::size_t dims_, rows_, n_;
+  std::size_t first_ = 0, count_ = 0;
+  std::vector<float> buf_;
+};
 
 const float* row(const FloatArray& a, std::size_t dims, const char* what) {
   if (a.ndim() != 1 || std::size_t(a.shape(0)) != dims) {
@@ -197,10 +291,27 @@ PYBIND11_MODULE(_native, m) {
            py::arg("threads"), py::arg("seed"))
       .def(
           "add",
-          [](Index& ix, const std::vector<std::string>& ids, const FloatArray& vectors,
+          [](Index& ix, const std::vector<std::string>& ids, const py::array& vectors,
              const std::vector<std::optional<std::string>>& metadata) {
-            const float* data = matrix(vectors, ix.params().dims, "vectors");
+            const std::size_t dims = ix.params().dims;
+            if (vectors.ndim() != 2 || std::size_t(vectors.shape(1)) != dims) {
+              throw std::invalid_argument("vectors must have shape (n, " + std::to_string(dims) + ")");
+            }
             const auto n = std::size_t(vectors.shape(0));
+            if (is_float32_rows(vectors)) {
+              const auto* data = static_cast<const float*>(vectors.data());
+              py::gil_scoped_release release;
+              return ix.add(ids, data, n, metadata);
+            }
+            if (RowConverter::supports(vectors)) {
+              RowConverter rows(vectors, dims);
+              py::gil_scoped_release release;
+              return ix.add(ids, [&rows](std::size_t i) { return rows.row(i); }, n, metadata);
+            }
+            // anything else numpy can cast (float16, big-endian ...): one float32 copy
+            const FloatArray cast = FloatArray::ensure(vectors);
+            if (!cast) throw py::error_already_set();
+            const float* data = cast.data();
             py::gil_scoped_release release;
             return ix.add(ids, data, n, metadata);
           },

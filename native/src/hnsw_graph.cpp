@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -103,7 +104,9 @@ HnswGraph::HnswGraph(const SideStore& store, const Space& space, GraphParams par
       level_mult_(1.0 / std::log(double(std::max<std::size_t>(params.m, 2)))),
       stride0_(1 + max_m0_),
       stride_up_(1 + m_),
-      soft_children_(std::max<std::size_t>(1, max_m0_ / 4)) {}
+      soft_children_(std::max<std::size_t>(1, max_m0_ / 4)) {
+  if (const char* e = std::getenv("LAKEHOUSE_PIVOTS")) pivot_cap_ = std::min<std::size_t>(kPivots, std::atoi(e));
+}
 
 HnswGraph::~HnswGraph() = default;
 
@@ -552,6 +555,7 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
   for (int l = top; l > level; --l) greedy(v, l, ep, ep_dist, slot);
   std::vector<Candidate> found;
   for (int l = std::min(level, top); l >= 0; --l) {
+    if (l == 0) seed_from_pivots(v, ep, ep_dist, slot);
     search_layer(v, ep, ep_dist, l, ef_construction_, nullptr, slot, scratch(), found);
     if (!found.empty()) {
       ep = found.front().second;
@@ -575,6 +579,116 @@ void HnswGraph::insert(std::uint32_t slot, int level) {
     max_level_.store(level, std::memory_order_release);
     if (!try_anchor(ep0, slot, max_m0_)) reanchor(ep0);
   }
+  consider_pivot(slot);
+}
+
+float HnswGraph::pivot_gap(const float* v, std::uint32_t s) const {
+  return best_kernels().l2sq(v, store_.vector(s), store_.dims());
+}
+
+void HnswGraph::seed_from_pivots(const float* q, std::uint32_t& ep, float& ep_dist,
+                                 std::uint32_t exclude) const {
+  const std::size_t n = std::min(n_pivots_.load(std::memory_order_acquire), kPivots);
+  const VecView vv = view();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t s = pivots_[i].load(std::memory_order_relaxed);
+    if (s == ep || !pivot_ok(s, exclude)) continue;
+    const float d = vv(q, s);
+    if (d < ep_dist) {
+      ep_dist = d;
+      ep = s;
+    }
+  }
+}
+
+void HnswGraph::consider_pivot(std::uint32_t slot) {
+  if (pivot_cap_ == 0) return;
+  const float* v = store_.vector(slot);
+  auto far_from_all = [&] {
+    const float r = pivot_radius_.load(std::memory_order_relaxed);
+    const std::size_t n = std::min(n_pivots_.load(std::memory_order_acquire), kPivots);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t s = pivots_[i].load(std::memory_order_relaxed);
+      if (s == slot) return false;
+      if (pivot_ok(s, kNoSlot) && pivot_gap(v, s) <= r) return false;
+    }
+    return true;
+  };
+  if (!far_from_all()) return;  // the common case, decided without the lock
+  std::lock_guard<std::mutex> lock(pivot_mu_);
+  if (!pivot_ok(slot, kNoSlot)) return;
+  // Drop pivots that are no longer live (a replacement can fail), then thin a full set:
+  // double the radius and keep a pivot only if it is farther than that from every kept
+  // one (the doubling algorithm for incremental k-centre).
+  std::vector<std::uint32_t> kept;
+  const std::size_t n = n_pivots_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t s = pivots_[i].load(std::memory_order_relaxed);
+    if (pivot_ok(s, kNoSlot)) kept.push_back(s);
+  }
+  while (kept.size() >= pivot_cap_) {
+    float r = pivot_radius_.load(std::memory_order_relaxed);
+    if (r > 0) {
+      r *= 2;
+    } else {  // the first thinning: the closest pair sets the scale
+      r = std::numeric_limits<float>::max();
+      for (std::size_t i = 0; i < kept.size(); ++i) {
+        for (std::size_t j = i + 1; j < kept.size(); ++j) {
+          r = std::min(r, pivot_gap(store_.vector(kept[i]), kept[j]));
+        }
+      }
+      r = std::max(r, std::numeric_limits<float>::min());
+    }
+    pivot_radius_.store(r, std::memory_order_relaxed);
+    std::vector<std::uint32_t> thin;
+    for (std::uint32_t s : kept) {
+      bool apart = true;
+      for (std::size_t j = 0; j < thin.size() && apart; ++j) apart = pivot_gap(store_.vector(s), thin[j]) > r;
+      if (apart) thin.push_back(s);
+    }
+    kept.swap(thin);
+  }
+  // Readers scanning meanwhile see a mix of the old and new set: any slot is a valid seed.
+  for (std::size_t i = 0; i < kept.size(); ++i) pivots_[i].store(kept[i], std::memory_order_relaxed);
+  n_pivots_.store(kept.size(), std::memory_order_release);
+  if (!far_from_all()) return;
+  pivots_[kept.size()].store(slot, std::memory_order_relaxed);
+  n_pivots_.store(kept.size() + 1, std::memory_order_release);
+}
+
+void HnswGraph::replace_pivot(std::uint32_t slot) {
+  std::lock_guard<std::mutex> lock(pivot_mu_);
+  std::size_t n = n_pivots_.load(std::memory_order_relaxed);
+  std::size_t i = 0;
+  while (i < n) {
+    if (pivots_[i].load(std::memory_order_relaxed) != slot) {
+      ++i;
+      continue;
+    }
+    std::uint32_t links[2 * kMaxM];
+    const std::size_t nl = read_links(slot, 0, links);
+    const float* v = store_.vector(slot);
+    std::uint32_t best = kNoSlot;
+    float best_d = kInf;
+    for (std::size_t j = 0; j < nl; ++j) {
+      const std::uint32_t c = links[j];
+      if (!pivot_ok(c, slot)) continue;
+      bool taken = false;
+      for (std::size_t k = 0; k < n && !taken; ++k) taken = pivots_[k].load(std::memory_order_relaxed) == c;
+      if (taken) continue;
+      const float d = pivot_gap(v, c);
+      if (d < best_d) {
+        best_d = d;
+        best = c;
+      }
+    }
+    if (best != kNoSlot) {
+      pivots_[i++].store(best, std::memory_order_relaxed);
+    } else {  // no live neighbour: the last pivot moves here
+      pivots_[i].store(pivots_[n - 1].load(std::memory_order_relaxed), std::memory_order_relaxed);
+      n_pivots_.store(--n, std::memory_order_release);
+    }
+  }
 }
 
 void HnswGraph::repair_deleted(std::uint32_t slot) {
@@ -585,6 +699,7 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
     const std::uint32_t old = anchor_[slot].exchange(kNoSlot, std::memory_order_acq_rel);
     if (old != kNoSlot) children_[old].fetch_sub(1, std::memory_order_acq_rel);
   }
+  replace_pivot(slot);
   std::vector<std::uint32_t> around(max_m0_);
   std::vector<std::pair<std::uint32_t, int>> worn;  // lists deletes have worn too short
   for (int layer = 0; layer <= top; ++layer) {
@@ -653,6 +768,12 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
   }
 }
 
+void HnswGraph::top_up(std::uint32_t slot) {
+  if (slot >= capacity_ || store_.state(slot) != SlotState::Live) return;
+  if (__atomic_load_n(&levels_[slot], __ATOMIC_ACQUIRE) == kUnlinked) return;
+  if (load_count(links0(slot)) < m_) relink(slot, 0);
+}
+
 void HnswGraph::relink(std::uint32_t node, int layer) {
   std::uint32_t ep = entry_point();
   if (ep == kNoSlot || ep == node || store_.state(node) != SlotState::Live) return;
@@ -660,6 +781,7 @@ void HnswGraph::relink(std::uint32_t node, int layer) {
   const float* v = vv.at(node);
   float ep_dist = vv(v, ep);
   for (int l = max_level(); l > layer; --l) greedy(v, l, ep, ep_dist, node);
+  if (layer == 0) seed_from_pivots(v, ep, ep_dist, node);
   std::vector<Candidate> found;
   search_layer(v, ep, ep_dist, layer, ef_construction_, nullptr, node, scratch(), found);
   std::uint32_t mine[2 * kMaxM];
@@ -771,6 +893,7 @@ std::size_t HnswGraph::restore_anchors() {
     anchor_[c].store(finder[c], std::memory_order_relaxed);
     children_[finder[c]].fetch_add(1, std::memory_order_relaxed);
   }
+  for (std::uint32_t c : order) consider_pivot(c);
   next_seq_.store(std::int64_t(order.size()) + 1);
   root_seq_.store(0);
   // Nodes the traversal missed (a file written before this invariant existed) rank last
@@ -871,6 +994,7 @@ void HnswGraph::search(const float* query, std::size_t ef, const SlotFilter& fil
   const int top = max_level();
   float d = dist(query, ep);
   for (int l = top; l > 0; --l) greedy(query, l, ep, d);
+  seed_from_pivots(query, ep, d, kNoSlot);
   search_layer(query, ep, d, 0, std::max<std::size_t>(ef, 1), filter ? &filter : nullptr, kNoSlot,
                scratch(), out);
 }

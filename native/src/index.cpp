@@ -96,6 +96,13 @@ void Index::grow_for(std::size_t new_items) {
 std::pair<std::size_t, std::size_t> Index::add(
     const std::vector<std::string>& ids, const float* vectors, std::size_t n,
     const std::vector<std::optional<std::string>>& metadata) {
+  const std::size_t d = params_.dims;
+  return add(ids, [vectors, d](std::size_t i) { return vectors + i * d; }, n, metadata);
+}
+
+std::pair<std::size_t, std::size_t> Index::add(
+    const std::vector<std::string>& ids, const RowSource& vectors, std::size_t n,
+    const std::vector<std::optional<std::string>>& metadata) {
   if (ids.size() != n) {
     throw std::invalid_argument("got " + std::to_string(ids.size()) + " ids for " +
                                 std::to_string(n) + " vectors");
@@ -107,18 +114,19 @@ std::pair<std::size_t, std::size_t> Index::add(
   if (n == 0) return {0, 0};
 
   // Validate the whole batch before touching anything. No copy of the batch is made: a
-  // vector goes from the caller's buffer into the store (cosine: normalised on the way,
-  // through one row of scratch), so peak memory during a bulk add is the index itself.
+  // vector goes from the caller's buffer (or the source's bounded chunk) into the store
+  // (cosine: normalised on the way, through one row of scratch), so peak memory during a
+  // bulk add is the index itself.
   const std::size_t d = params_.dims;
   std::vector<float> scratch(d);
   for (std::size_t i = 0; i < n; ++i) {
     if (ids[i].empty()) throw std::invalid_argument("item " + std::to_string(i) + ": empty id");
-    prepare(vectors + i * d, scratch.data(), i, "item");
+    prepare(vectors(i), scratch.data(), i, "item");
   }
   // Item i's vector as stored (valid until the next call).
   auto row = [&](std::size_t i) -> const float* {
-    if (!space_.needs_normalise()) return vectors + i * d;
-    prepare(vectors + i * d, scratch.data(), i, "item");
+    if (!space_.needs_normalise()) return vectors(i);
+    prepare(vectors(i), scratch.data(), i, "item");
     return scratch.data();
   };
   // A duplicate id inside the batch: the last occurrence wins.
@@ -216,6 +224,21 @@ void Index::insert_into_graph(const std::vector<std::uint32_t>& slots, const std
       }
     }
   });
+  top_up(slots);
+}
+
+void Index::top_up(const std::vector<std::uint32_t>& slots) {
+  parallel_for(slots.size(), threads_.load(), 64, [&](std::size_t begin, std::size_t end) {
+    SharedLock st(struct_mu_);
+    for (std::size_t i = begin; i < end; ++i) {
+      try {
+        graph_->top_up(slots[i]);
+      } catch (...) {
+        graph_failures_.fetch_add(1);
+        graph_broken_.store(true);
+      }
+    }
+  });
 }
 
 void Index::repair_graph(const std::vector<std::uint32_t>& dead) {
@@ -285,6 +308,18 @@ void Index::rebuild_graph(bool count_as_rebuild) {
         }
       }
     });
+    if (!failed) {
+      parallel_for(live.size(), threads_.load(), 64, [&](std::size_t begin, std::size_t end) {
+        SharedLock st(struct_mu_);
+        for (std::size_t i = begin; i < end; ++i) {
+          try {
+            graph->top_up(live[i]);
+          } catch (...) {
+            failed = true;
+          }
+        }
+      });
+    }
     if (!failed) break;
     if (attempt >= 2) throw std::runtime_error("graph rebuild failed repeatedly");
     graph_failures_.fetch_add(1);

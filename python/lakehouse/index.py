@@ -93,6 +93,21 @@ def _as_float32(a: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _as_rows(a: Any, what: str) -> np.ndarray:
+    """A batch for the native add: float32, float64, integer and bool arrays of any layout go
+    as they are (the core converts them to float32 a bounded chunk at a time, never a whole
+    extra copy); anything else numpy can convert becomes one float32 copy."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what} must be numeric: {exc}") from exc
+    dt = a.dtype
+    if dt.isnative and (dt.kind in "biu" or (dt.kind == "f" and dt.itemsize in (4, 8))):
+        return a
+    return _as_float32(a, what)
+
+
 def _check_positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -171,7 +186,7 @@ class VectorIndex:
         on any error nothing changes.
         """
         id_list = _check_ids(ids)
-        arr = _as_float32(vectors, "vectors")
+        arr = _as_rows(vectors, "vectors")
         dims = self.dims
         if arr.ndim == 1 and len(id_list) == 1 and arr.shape[0] == dims:
             arr = arr.reshape(1, dims)

@@ -1,8 +1,11 @@
 """Every live item stays reachable (issue 18): after a bulk build, after new clusters are
 added to a built graph, after heavy churn and rebuilds, on 64-d and 768-d data, for every
 distance. ``stats()["unreachable"]`` (a traversal from the entry point) must be 0, the
-anchor bookkeeping consistent, and items queried with their own vectors found first (an
-identical vector, or for ``dot`` anything at least as near, counts as a tie)."""
+anchor bookkeeping consistent, and every item queried with its own vector found first (an
+identical vector, or for ``dot`` anything at least as near, counts as a tie): 100%, no
+allowance, on these data sets. docs/vectord.md ("Every item reachable") says what makes it
+hold (the pivots and the top-up) and where it would not (more well-separated clusters than
+pivots)."""
 
 from __future__ import annotations
 
@@ -66,28 +69,45 @@ def scenario(n: int, dims: int, distance: str) -> dict[str, int]:
     return out
 
 
+def assert_all_found(r: dict[str, int]) -> None:
+    # every live item is its own first answer at the default ef, after every step
+    assert {k: r[k] for k in ("bulk", "new-clusters", "churn", "rebuild")} == {
+        "bulk": 0, "new-clusters": 0, "churn": 0, "rebuild": 0}
+
+
 @pytest.mark.parametrize("distance", ["euclidean", "cosine", "dot"])
 def test_reachable_and_findable_64d(distance):
-    r = scenario(3000, 64, distance)
-    # reachable always (check); found by its own vector almost always: a parallel build is
-    # not deterministic and a rare item (about 1 in 3,000 here) is missed at ef 64
-    assert r["bulk"] <= 3 and r["new-clusters"] <= 1
-    # after churn, reachability holds (check); self-recall is not yet perfect (docs/vectord.md)
-    assert r["churn"] <= 0.02 * r["live"] and r["rebuild"] <= 0.005 * r["live"]
+    assert_all_found(scenario(3000, 64, distance))
 
 
-def test_reachable_768d():
-    r = scenario(1500, 768, "cosine")
-    assert r["bulk"] <= 2 and r["new-clusters"] <= 1
-    assert r["churn"] <= 0.02 * r["live"]
+@pytest.mark.parametrize("distance", ["euclidean", "cosine", "dot"])
+def test_reachable_and_findable_768d(distance):
+    assert_all_found(scenario(1500, 768, distance))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("distance", ["euclidean", "cosine", "dot"])
-def test_reachable_20k(distance):
-    r = scenario(20_000, 64, distance)
-    assert r["new-clusters"] <= 2
-    assert r["bulk"] <= 0.0005 * 20_000
+def test_reachable_and_findable_20k(distance):
+    assert_all_found(scenario(20_000, 64, distance))
+
+
+def test_old_clusters_found_after_deletes_and_new_neighbour_clusters():
+    # bench/selfrecall's shape, smaller: 30 well-separated clusters, half of every one
+    # deleted, then 15 new clusters added in batches. Without the pivots the greedy descent
+    # ended in a new cluster next to an old one and whole old clusters were lost behind it
+    # (about 60 of 6,000 here, hundreds at 20,000).
+    x = clustered(6000, 64, clusters=30, seed=11)
+    ix = VectorIndex(64, distance="euclidean", brute_force_threshold=0)
+    keys = [f"a{i}" for i in range(len(x))]
+    ix.add(keys, x)
+    ix.delete(keys[::2])
+    y = clustered(3000, 64, clusters=15, seed=12)
+    ykeys = [f"y{i}" for i in range(len(y))]
+    for s in range(0, len(y), 100):
+        ix.add(ykeys[s : s + 100], y[s : s + 100])
+    check(ix)
+    live = keys[1::2] + ykeys
+    assert not self_search_misses(ix, live, np.concatenate([x[1::2], y]), "euclidean")
 
 
 def test_load_ranks_and_anchors_every_node():

@@ -29,6 +29,7 @@
 // anchor's lock (taken in slot order).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -61,6 +62,9 @@ class HnswGraph {
  public:
   static constexpr int kMaxLevel = 31;
   static constexpr std::size_t kMaxM = 256;
+  // Pivots every search scans before level 0 (see seed_from_pivots). LAKEHOUSE_PIVOTS=n in
+  // the environment caps them lower (0: none) for A/B measurements.
+  static constexpr std::size_t kPivots = 64;
   // level() of a slot that is not in the graph (also the value the binary format stores)
   static constexpr std::uint8_t kUnlinked = 0xFF;
 
@@ -83,6 +87,11 @@ class HnswGraph {
   // Links a live slot into the graph at `level`. Safe to run concurrently with other
   // inserts, repairs and searches.
   void insert(std::uint32_t slot, int level);
+
+  // After a batch of inserts: a node whose level-0 list holds fewer than m links (one
+  // linked while the graph was tiny, when there was little to link to) is linked again by
+  // a fresh neighbour search, which also gives it in-links from its nearest neighbours.
+  void top_up(std::uint32_t slot);
 
   // After `slot` became Deleted: removes it from its neighbours' lists and gives each of
   // them a replacement from the deleted node's own neighbourhood, and moves the entry point
@@ -172,6 +181,22 @@ class HnswGraph {
   void connect(std::uint32_t slot, const std::vector<Candidate>& neighbours, int layer);
   void choose_entry_excluding(std::uint32_t slot);
 
+  // -- pivots: a spread-out sample of live nodes, a second way into level 0 --
+  // Scans the pivots and moves (ep, ep_dist) to the nearest one if it is nearer than ep.
+  void seed_from_pivots(const float* q, std::uint32_t& ep, float& ep_dist,
+                        std::uint32_t exclude) const;
+  // After `slot` was linked: it becomes a pivot if it is farther than the radius from every
+  // pivot (the set is thinned, doubling the radius, when full).
+  void consider_pivot(std::uint32_t slot);
+  // After `slot` was deleted: a pivot there is replaced by its nearest live neighbour.
+  void replace_pivot(std::uint32_t slot);
+  // Squared L2 between v and slot s: pivots spread by it whatever the metric.
+  float pivot_gap(const float* v, std::uint32_t s) const;
+  bool pivot_ok(std::uint32_t s, std::uint32_t exclude) const {
+    return s < capacity_ && s != exclude && store_.state(s) == SlotState::Live &&
+           __atomic_load_n(&levels_[s], __ATOMIC_ACQUIRE) != kUnlinked;
+  }
+
   // -- reachability (see the header comment) --
   // y may anchor x: y is linked, live, not x, and ranks below x.
   bool may_anchor(std::uint32_t y, std::uint32_t x) const;
@@ -220,6 +245,12 @@ class HnswGraph {
   std::size_t soft_children_;  // anchored nodes a list takes by preference (a quarter of it)
   std::vector<std::unique_ptr<std::uint32_t[]>> upper_owned_;
   mutable std::mutex upper_mu_;  // guards upper_owned_
+
+  std::array<std::atomic<std::uint32_t>, kPivots> pivots_{};
+  std::atomic<std::size_t> n_pivots_{0};
+  std::atomic<float> pivot_radius_{0.0f};  // squared L2: kept pivots are farther apart
+  std::size_t pivot_cap_ = kPivots;
+  std::mutex pivot_mu_;                     // held by writers of the pivot set
 
   std::atomic<std::uint32_t> entry_{kNoSlot};
   std::atomic<int> max_level_{-1};

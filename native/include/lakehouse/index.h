@@ -100,6 +100,13 @@ class Index {
   std::pair<std::size_t, std::size_t> add(const std::vector<std::string>& ids, const float* vectors,
                                           std::size_t n,
                                           const std::vector<std::optional<std::string>>& metadata);
+  // Row i of a batch (dims floats), valid until the next call; rows are asked for in a
+  // few passes over the batch, ascending within each. Lets a caller convert another
+  // dtype in bounded chunks instead of copying the whole batch first.
+  using RowSource = std::function<const float*(std::size_t i)>;
+  std::pair<std::size_t, std::size_t> add(const std::vector<std::string>& ids, const RowSource& vectors,
+                                          std::size_t n,
+                                          const std::vector<std::optional<std::string>>& metadata);
 
   std::vector<SearchHit> search(const float* query, std::size_t k, std::size_t ef,
                                 const std::vector<std::string>& exclude, bool with_metadata) const;
@@ -148,6 +155,8 @@ class Index {
   void prepare(const float* in, float* out, std::size_t item, const char* what) const;
   void grow_for(std::size_t new_items);
   void insert_into_graph(const std::vector<std::uint32_t>& slots, const std::vector<int>& levels);
+  // graph_->top_up over freshly inserted slots (HnswGraph::top_up).
+  void top_up(const std::vector<std::uint32_t>& slots);
   // Repairs the graph around deleted slots (before they can be reused).
   void repair_graph(const std::vector<std::uint32_t>& dead);
   void exact_search(const float* q, std::size_t k, const std::vector<std::uint32_t>& excluded,
