@@ -155,7 +155,10 @@ def write(results: Path) -> Path:
     first = next((r for r in (core_r, threads_r, http_r, micro_r) if r), None)
     if first:
         m = first["machine"]
-        md += [f"**Machine:** {machine_line(m)}  ", f"**Versions:** {versions_line(m)}", ""]
+        md += [f"**Machine:** {machine_line(m)}  ", f"**Versions:** {versions_line(m)}", "",
+               "The reference machine is shared with other jobs while the suite runs (see each part's "
+               "load average): absolute figures move between runs; the ratios compare libraries "
+               "measured in turn within the same run.", ""]
     gone = missing(core_r, threads_r)
     if gone:
         md += ["**Missing or failed peers** (not dropped: listed here and in the tables):", "", *gone, ""]
