@@ -650,6 +650,7 @@ OTHER_ENV_VARS: dict[str, str] = {
     "LAKEHOUSE_LOG_LEVEL": "daemon log level: DEBUG, INFO (default), WARNING, ERROR",
     "LAKEHOUSE_UVLOOP": "0 = asyncio's own event loop even when uvloop is installed",
     "LAKEHOUSE_SIMD": "scalar, avx2 or avx512: cap the native core's SIMD kernels",
+    "LAKEHOUSE_HUGEPAGES": "0: do not ask for transparent huge pages for the native core's vectors and links (A/B measurements)",
     "LAKEHOUSE_STACK_PARENT_PID": "set by `lakehouse up` for its daemons (they exit with it)",
     "LAKEHOUSE_GIT_SHA": "the commit distill receipts name when the code runs outside a git checkout",
 }
