@@ -1,7 +1,8 @@
 """The benchmark suite: one command, every figure the README quotes.
 
     python -m bench                  # everything (core, threads, http, micro), then SUMMARY.md
-    python -m bench core             # in process, against peers, both data sets
+    python -m bench core             # in process, against peers, the three data sets
+    python -m bench realtext         # only build the real-text data set's cache (core does it when missing)
     python -m bench threads          # searches while another thread adds
     python -m bench http             # vectord and matrixd over HTTP
     python -m bench micro            # pytest-benchmark micro-benchmarks
@@ -32,10 +33,13 @@ from bench.common import CACHE, RESULTS, ROOT, log, machine, write_json
 
 PARTS = ("core", "threads", "http", "micro", "selfrecall", "add_memory")
 
-#: the two data sets of the in-process comparison: (core.py arguments, quick variant)
+#: the data sets of the in-process comparison: (core.py arguments, quick variant). The real
+#: text needs a sentence model to embed it, so the quick smoke run (no model) leaves it out.
+REALTEXT = ["--dataset", "realtext", "--n", "100000", "--queries", "1000", "--dims", "384", "--distance", "cosine"]
 DATASETS = (
     (["--n", "100000", "--dims", "128", "--distance", "euclidean"], ["--n", "3000", "--dims", "128", "--distance", "euclidean"]),
     (["--n", "50000", "--dims", "768", "--distance", "cosine"], ["--n", "2500", "--dims", "768", "--distance", "cosine"]),
+    (REALTEXT, None),
 )
 QUICK_CORE = ["--queries", "100", "--single-queries", "50", "--numpy-single-queries", "20", "--repeat", "1", "--build-repeat", "1", "--quick", "--efc", "64"]
 
@@ -43,14 +47,27 @@ QUICK_CORE = ["--queries", "100", "--single-queries", "50", "--numpy-single-quer
 def run_core(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
     reports = []
     for full, quick in DATASETS:
+        if args.quick and quick is None:
+            continue
         argv = [*(quick + QUICK_CORE if args.quick else full), "--cache", str(args.cache)]
         if args.libs:
             argv += ["--libs", args.libs]
         if args.repeat and not args.quick:
             argv += ["--repeat", str(args.repeat)]
         reports.append(core.compare(argv))
-        print(f"\n{reports[-1]['dataset']}\n" + core.table(reports[-1]["results"], reports[-1]["baseline"]), flush=True)
+        r = reports[-1]
+        print(f"\n{r['dataset']}\n" + core.table(r["results"], r["baseline"]) + "\n" + "\n".join(core.ratio_lines(r["results"])), flush=True)
     return {"benchmark": "core", "command": cmd, "datasets": reports}
+
+
+def run_realtext(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+    """Build (or find) the real-text data set's cache; its report names the files."""
+    from bench import realtext
+
+    i = REALTEXT.index
+    n, queries = int(REALTEXT[i("--n") + 1]), int(REALTEXT[i("--queries") + 1])
+    files = realtext.build(n, queries, Path(args.cache))
+    return {"benchmark": "realtext", "command": cmd, "files": {k: str(v) for k, v in files.items()}}
 
 
 def run_threads(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
@@ -135,14 +152,14 @@ def run_add_memory(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
     return {**report, "command": cmd}
 
 
-RUNNERS = {"core": run_core, "threads": run_threads, "http": run_http, "micro": run_micro,
+RUNNERS = {"realtext": run_realtext, "core": run_core, "threads": run_threads, "http": run_http, "micro": run_micro,
            "selfrecall": run_selfrecall, "add_memory": run_add_memory}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("part", nargs="?", default="all", choices=["all", *PARTS, "summary"])
+    p.add_argument("part", nargs="?", default="all", choices=["all", *PARTS, "realtext", "summary"])
     p.add_argument("--quick", action="store_true", help="a small smoke run (seconds)")
     p.add_argument("--results", default=str(RESULTS), help="where JSON, SUMMARY.md and PNGs go")
     p.add_argument("--cache", default=str(CACHE), help="generated data and ground truth")
@@ -164,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         except (SystemExit, Exception) as exc:  # one broken part must not lose the others
             log(f"[{part}] FAILED: {exc}")
             failed.append(part)
+            continue
+        if part == "realtext":  # a cache, not a result
+            print(json.dumps(report["files"], indent=2))
             continue
         report["seconds"] = round(time.perf_counter() - t0, 1)
         report["machine"] = machine()

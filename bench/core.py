@@ -67,8 +67,15 @@ _cache_dir = CACHE
 # -- data --------------------------------------------------------------------------------
 
 
-def dataset(n: int, dims: int, queries: int, seed: int, distance: str) -> tuple[Path, Path, Path]:
-    """Cached (data, queries, ground truth) .npy files for these parameters."""
+def dataset(n: int, dims: int, queries: int, seed: int, distance: str, kind: str = "synthetic") -> tuple[Path, Path, Path]:
+    """Cached (data, queries, ground truth) .npy files for these parameters. ``kind``
+    "realtext": real sentences embedded with all-MiniLM-L6-v2 (bench/realtext.py; built on
+    first use, which takes minutes); else the Gaussian mixture below."""
+    if kind == "realtext":
+        from bench import realtext
+
+        p = realtext.build(n, queries, _cache_dir)
+        return p["data"], p["queries"], p["truth"]
     _cache_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{distance}-{n}x{dims}-q{queries}-s{seed}"
     paths = tuple(_cache_dir / f"{tag}.{part}.npy" for part in ("data", "queries", "truth"))
@@ -390,7 +397,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
 
 
 def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    data_p, q_p, t_p = dataset(args.n, args.dims, args.queries, args.seed, args.distance)
+    data_p, q_p, t_p = dataset(args.n, args.dims, args.queries, args.seed, args.distance, args.dataset)
     return np.load(data_p), np.load(q_p), np.load(t_p)
 
 
@@ -613,6 +620,7 @@ def headline(sweep: list[dict]) -> dict[str, Any]:
     """The best queries/second at any ef whose recall@10 >= 0.95, and the ef it was seen at
     (with the single-query latency there)."""
     ok = [p for p in sweep if p["recall"] >= RECALL_BAR]
+    first = min(ok, key=lambda p: p["ef"], default=None)
     best_batch = max(ok, key=lambda p: p["batch_qps"], default=None)
     best_single = max(ok, key=lambda p: p["single_qps"], default=None)
     return {
@@ -623,6 +631,8 @@ def headline(sweep: list[dict]) -> dict[str, Any]:
         "single_p50_us_at_095": best_single["single_p50_us"] if best_single else None,
         "single_p99_us_at_095": best_single["single_p99_us"] if best_single else None,
         "max_recall": max((p["recall"] for p in sweep), default=None),
+        # the first ef of the sweep whose recall@10 >= 0.95, and the rates measured there
+        "first_ef_095": dict(first) if first else None,
     }
 
 
@@ -700,7 +710,7 @@ def _child_result(lib: str, code: int, out: str, tail: list[str]) -> dict:
 def compare(argv: list[str]) -> dict[str, Any]:
     """One dataset, every library: the report for that dataset (nothing written)."""
     args = parse(argv)
-    dataset(args.n, args.dims, args.queries, args.seed, args.distance)
+    dataset(args.n, args.dims, args.queries, args.seed, args.distance, args.dataset)
     libs = [s for s in args.libs.split(",") if s]
     unknown = [lib for lib in libs if lib not in ADAPTERS and lib != "numpy"]
     measured = measure([lib for lib in libs if lib in ADAPTERS], argv, args)
@@ -723,7 +733,7 @@ def compare(argv: list[str]) -> dict[str, Any]:
         "benchmark": "core",
         "dataset": dataset_name(args),
         "command": command("bench.core", argv),
-        "params": {k: getattr(args, k) for k in ("n", "dims", "queries", "single_queries", "distance", "m", "efc", "threads", "seed", "repeat", "build_repeat", "quick")}
+        "params": {k: getattr(args, k) for k in ("dataset", "n", "dims", "queries", "single_queries", "distance", "m", "efc", "threads", "seed", "repeat", "build_repeat", "quick")}
         | {"threads_used": args.threads or os.cpu_count(), "k": K, "recall_bar": RECALL_BAR},
         "results": results,
         "baseline": baseline,
@@ -735,6 +745,8 @@ def _one_blas_thread() -> dict[str, str]:
 
 
 def dataset_name(args: argparse.Namespace) -> str:
+    if args.dataset == "realtext":
+        return f"realtext-{args.n}x{args.dims}-{args.distance}"
     kind = "normalised" if args.distance == "cosine" else "clustered"
     return f"{kind}-{args.n}x{args.dims}-{args.distance}"
 
@@ -775,7 +787,7 @@ def ratios(results: list[dict], ours: str = "lakehouse", peer: str = "hnswlib") 
     def div(x: float | None, y: float | None) -> float | None:
         return round(x / y, 3) if x and y else None
 
-    return {
+    out = {
         "build_speed": div(b["build_s"], a["build_s"]),
         "batch_qps": div(a["batch_qps_at_095"], b["batch_qps_at_095"]),
         "single_qps": div(a["single_qps_at_095"], b["single_qps_at_095"]),
@@ -783,10 +795,30 @@ def ratios(results: list[dict], ours: str = "lakehouse", peer: str = "hnswlib") 
         "save_speed": div(b["save_s"], a["save_s"]),
         "load_speed": div(b["load_s"], a["load_s"]),
     }
+    fa, fb = a.get("first_ef_095"), b.get("first_ef_095")
+    if fa and fb:
+        # each library at the first ef where it reaches the bar (usually the same ef)
+        out |= {"batch_qps_first_ef": div(fa["batch_qps"], fb["batch_qps"]),
+                "single_qps_first_ef": div(fa["single_qps"], fb["single_qps"]),
+                "first_ef": [fa["ef"], fb["ef"]]}
+    return out
+
+
+def ratio_lines(results: list[dict], peers: tuple[str, ...] = ("hnswlib", "faiss")) -> list[str]:
+    """One line per peer: lakehouse / peer, every figure oriented so that > 1 means ahead."""
+    lines = []
+    for peer in peers:
+        r = ratios(results, peer=peer)
+        if r:
+            lines.append(f"lakehouse / {peer} (> 1: lakehouse ahead): " + ", ".join(f"{k} {v}" for k, v in r.items()))
+    return lines
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=["synthetic", "realtext"], default="synthetic",
+                   help="synthetic: a Gaussian mixture (--dims, --distance); realtext: real sentences "
+                        "embedded with all-MiniLM-L6-v2 (384-d cosine, bench/realtext.py)")
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--dims", type=int, default=128)
     p.add_argument("--queries", type=int, default=2000)
@@ -807,6 +839,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lib", help=argparse.SUPPRESS)
     p.add_argument("--numpy-mode", choices=["batch", "single"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.dataset == "realtext" and (args.dims, args.distance) != (384, "cosine"):
+        p.error("--dataset realtext is 384-d cosine: pass --dims 384 --distance cosine")
     global _cache_dir
     _cache_dir = Path(args.cache)
     return args
@@ -833,9 +867,9 @@ def main(argv: list[str] | None = None) -> int:
     report = compare(argv)
     write_json(Path(args.out), {"benchmark": "core", "command": report["command"], "machine": machine(), "datasets": [report]})
     print(table(report["results"], report["baseline"]))
-    r = ratios(report["results"])
-    if r:
-        print("\nlakehouse / hnswlib (> 1: lakehouse ahead): " + ", ".join(f"{k} {v}x" for k, v in r.items()))
+    lines = ratio_lines(report["results"])
+    if lines:
+        print("\n" + "\n".join(lines))
     return 0
 
 

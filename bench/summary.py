@@ -20,6 +20,8 @@ BAR_ITEMS = (
     ("batch_qps", "batch q/s @ recall>=0.95"),
     ("single_qps", "single-query q/s @ recall>=0.95"),
     ("memory_smaller", "memory"),
+    ("batch_qps_first_ef", "batch q/s at the first ef with recall>=0.95"),
+    ("single_qps_first_ef", "single q/s at the first ef with recall>=0.95"),
 )
 
 
@@ -48,23 +50,26 @@ def footer(report: dict[str, Any]) -> str:
     )
 
 
-def bar_table(core_report: dict[str, Any]) -> list[str]:
-    """The project's bar: ahead of hnswlib on build time, batch and single-query throughput
-    at recall@10 >= 0.95 and memory, on every data set."""
+def bar_table(core_report: dict[str, Any], peer: str = "hnswlib") -> list[str]:
+    """The project's bar: ahead of ``peer`` (hnswlib) on build time, batch and single-query
+    throughput at recall@10 >= 0.95 and memory, on every data set."""
     lines = [
         "| data set | " + " | ".join(label for _, label in BAR_ITEMS) + " |",
         "|---|" + "---|" * len(BAR_ITEMS),
     ]
     for ds in core_report["datasets"]:
-        r = core.ratios(ds["results"])
+        r = core.ratios(ds["results"], peer=peer)
         if r is None:
-            lines.append(f"| {ds['dataset']} | " + " | ".join("n/a (lakehouse or hnswlib missing)" for _ in BAR_ITEMS) + " |")
+            lines.append(f"| {ds['dataset']} | " + " | ".join(f"n/a (lakehouse or {peer} missing)" for _ in BAR_ITEMS) + " |")
             continue
         cells = []
         for key, _ in BAR_ITEMS:
             v = r.get(key)
             digits = 3 if v is not None and abs(v - 1) < 0.01 else 2  # 1.002x, not a puzzling "1.00x"
-            cells.append("n/a" if v is None else f"{'✅' if v > 1 else '❌'} {v:.{digits}f}x")
+            cell = "n/a" if v is None else f"{'✅' if v > 1 else '❌'} {v:.{digits}f}x"
+            if key.endswith("_first_ef") and v is not None:
+                cell += " (ef {} vs {})".format(*r["first_ef"])
+            cells.append(cell)
         lines.append(f"| {ds['dataset']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -150,7 +155,10 @@ def write(results: Path) -> Path:
     first = next((r for r in (core_r, threads_r, http_r, micro_r) if r), None)
     if first:
         m = first["machine"]
-        md += [f"**Machine:** {machine_line(m)}  ", f"**Versions:** {versions_line(m)}", ""]
+        md += [f"**Machine:** {machine_line(m)}  ", f"**Versions:** {versions_line(m)}", "",
+               "The reference machine is shared with other jobs while the suite runs (see each part's "
+               "load average): absolute figures move between runs; the ratios compare libraries "
+               "measured in turn within the same run.", ""]
     gone = missing(core_r, threads_r)
     if gone:
         md += ["**Missing or failed peers** (not dropped: listed here and in the tables):", "", *gone, ""]
@@ -158,7 +166,9 @@ def write(results: Path) -> Path:
         md += ["## The bar: lakehouse against hnswlib", "",
                "Ratios oriented so that > 1 means lakehouse is ahead (hnswlib time / ours for build, "
                "ours / hnswlib for queries per second, hnswlib / ours for memory).", "",
-               *bar_table(core_r), ""]
+               *bar_table(core_r), "",
+               "The same ratios against faiss (IndexHNSWFlat), from the same run:", "",
+               *bar_table(core_r, peer="faiss"), ""]
         for extra in sorted(results.glob("core-*.json")):
             again = json.loads(extra.read_text())
             md += [f"The same comparison run again (`{again['command']}`, {again.get('when', '')}, {extra.name}):", "",

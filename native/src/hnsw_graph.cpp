@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "lakehouse/memory.h"
+
 namespace lakehouse {
 
 namespace {
@@ -116,6 +118,7 @@ void HnswGraph::reserve(std::size_t capacity) {
   // therefore not resident) until a slot is used.
   const std::size_t used = std::min(store_.size(), capacity_);
   std::unique_ptr<std::uint32_t[]> links0(new std::uint32_t[capacity * stride0_]);
+  advise_huge_pages(links0.get(), capacity * stride0_ * sizeof(std::uint32_t));
   if (used) std::memcpy(links0.get(), links0_.get(), used * stride0_ * sizeof(std::uint32_t));
   std::unique_ptr<std::uint8_t[]> levels(new std::uint8_t[capacity]);
   std::unique_ptr<std::atomic<std::uint32_t*>[]> upper(new std::atomic<std::uint32_t*>[capacity]);

@@ -412,7 +412,8 @@ void Index::search_slots(const float* q, std::size_t k, std::size_t ef,
                          const std::vector<std::uint32_t>& excluded,
                          std::vector<Candidate>& out, SharedLock& meta_lock) const {
   out.clear();
-  std::vector<Candidate> found;
+  // The graph's answer, reused across calls on this thread (no allocation per query).
+  static thread_local std::vector<Candidate> found;
   const bool use_graph = graph_built_ && store_.live() > params_.brute_force_threshold;
   if (use_graph) {
     const std::size_t width = std::max({ef ? ef : ef_search_.load(), k, std::size_t(1)});

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "lakehouse/memory.h"
+
 namespace lakehouse {
 
 namespace {
@@ -104,6 +106,7 @@ void SideStore::reserve(std::size_t capacity) {
   if (capacity >= kNoSlot - 1) throw std::length_error("index is full (2^32 - 2 slots)");
   // new float[] leaves the memory untouched, so unused capacity costs address space, not RSS.
   std::unique_ptr<float[]> data(new float[capacity * dims_]);
+  advise_huge_pages(data.get(), capacity * dims_ * sizeof(float));  // searches read it at random
   if (size_) std::memcpy(data.get(), data_.get(), size_ * dims_ * sizeof(float));
   std::unique_ptr<std::atomic<std::uint8_t>[]> states(new std::atomic<std::uint8_t>[capacity]);
   for (std::size_t i = 0; i < capacity; ++i) {

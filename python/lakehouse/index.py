@@ -49,6 +49,9 @@ class Hit(NamedTuple):
     metadata: dict[str, Any] | bytes | None
 
 
+_new_tuple = tuple.__new__
+
+
 def _encode_metadata(item: int, value: Metadata) -> bytes | None:
     if value is None:
         return None  # keep an existing item's metadata
@@ -254,7 +257,11 @@ class VectorIndex:
         if q.ndim != 1 or q.shape[0] != self.dims:
             raise ValueError(f"vector must have shape ({self.dims},), got {q.shape}")
         rows = self._ix.search(q, k, self._ef(ef), self._exclude(exclude_ids), True)
-        return [Hit(i, d, _decode_metadata(m)) for i, d, m in rows]
+        if any(m is not None for _, _, m in rows):
+            return [Hit(i, d, _decode_metadata(m)) for i, d, m in rows]
+        # no metadata to decode: the binding's (id, distance, None) rows become Hits as they
+        # are (tuple.__new__ is a C call; Hit(...) runs a Python-level __new__ per row)
+        return [_new_tuple(Hit, r) for r in rows]
 
     def search_batch(
         self,

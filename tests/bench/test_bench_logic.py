@@ -52,3 +52,17 @@ def test_a_missing_peer_is_listed() -> None:
     report = {"benchmark": "core", "datasets": [{"dataset": "d", "results": [{"library": "usearch", "status": "missing", "error": "No module named 'usearch'"}]}]}
     assert summary.missing(report) == ["- core / d: **usearch missing** (No module named 'usearch')"]
     assert "missing: No module named" in core.table(report["datasets"][0]["results"])
+
+
+def test_ratios_at_the_first_ef_reaching_the_bar() -> None:
+    # ours reaches 0.95 at ef 16, hnswlib at ef 32: each is compared where it first gets there
+    ours = result("lakehouse", 10, 2000, 900, 50) | core.headline(sweep((10, 0.90, 9000, 5000), (16, 0.95, 6000, 3000), (32, 0.99, 5000, 2000)))
+    peer = result("hnswlib", 10, 2000, 900, 50) | core.headline(sweep((16, 0.94, 6000, 3000), (32, 0.96, 4000, 2500)))
+    r = core.ratios([ours, peer])
+    assert r["batch_qps_first_ef"] == 1.5 and r["single_qps_first_ef"] == 1.2 and r["first_ef"] == [16, 32]
+    row = summary.bar_table({"datasets": [{"dataset": "d", "results": [ours, peer]}]})[-1]
+    assert "✅ 1.50x (ef 16 vs 32)" in row
+
+
+def test_first_ef_is_none_below_the_bar() -> None:
+    assert core.headline(sweep((10, 0.80, 9000, 5000)))["first_ef_095"] is None
