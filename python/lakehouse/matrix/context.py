@@ -62,13 +62,17 @@ class MatrixContext:
         session: aiohttp.ClientSession,
         config: Config,
         judge_session: aiohttp.ClientSession,
+        upstreams: dict[str, aiohttp.ClientSession] | None = None,
     ) -> MatrixContext:
+        """``upstreams``: a session (its own keep-alive pool) per daemon; ``session`` for
+        the others."""
         s = config.matrixd
+        per = upstreams or {}
         return cls(
             session=session,
-            embedd=EmbeddClient(session, config.upstream("matrixd", "embedd"), timeout=s.embed_timeout),
-            vectord=VectordClient(session, config.upstream("matrixd", "vectord")),
-            queryd=QuerydClient(session, config.upstream("matrixd", "queryd")),
+            embedd=EmbeddClient(per.get("embedd", session), config.upstream("matrixd", "embedd"), timeout=s.embed_timeout),
+            vectord=VectordClient(per.get("vectord", session), config.upstream("matrixd", "vectord")),
+            queryd=QuerydClient(per.get("queryd", session), config.upstream("matrixd", "queryd")),
             settings=s,
             weak_models=list(config.models.weak_models),
             judge_session=judge_session,

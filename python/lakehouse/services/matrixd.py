@@ -170,8 +170,11 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
     # Per-call limits are set by each client call; none for the session as a whole. The judge
     # URL comes from the caller, so it gets a session without the stack's bearer token.
     session = internal_session(config, timeout=aiohttp.ClientTimeout(total=None))
+    # One keep-alive pool per upstream on the search path, so a burst to one daemon never
+    # waits for a connection held by calls to another.
+    upstreams = {name: _pooled_session(config) for name in ("embedd", "vectord")}
     judge_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-    ctx = MatrixContext.from_config(session, config, judge_session=judge_session)
+    ctx = MatrixContext.from_config(session, config, judge_session=judge_session, upstreams=upstreams)
     app[MATRIX] = ctx
     app[CORPUS_JOBS] = corpus.CorpusJobs(ctx)
     try:
@@ -179,7 +182,22 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[CORPUS_JOBS].close()
         await session.close()
+        for s in upstreams.values():
+            await s.close()
         await judge_session.close()
+
+
+def _pooled_session(config: Config) -> aiohttp.ClientSession:
+    """A session for one upstream daemon: its own connection pool (kept alive below the
+    daemons' 75 s idle limit), no cookie jar, no decompression of our own JSON."""
+    return internal_session(
+        config,
+        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30.0),
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 def create_app(config: Config) -> web.Application:
