@@ -181,17 +181,21 @@ def _requests(urls: dict[str, str], path: str, queries: list[str], qvecs: np.nda
 
 
 def _daemon_pids(stack: Any) -> dict[str, list[int]]:
-    """Each daemon's processes (a multi-worker daemon: the supervisor and its workers)."""
-    out = {}
+    """Each daemon process's pids (its workers included), named by the daemons it serves
+    (``vectord+embedd+matrixd`` for a shared process)."""
+    by_pid: dict[int, list[str]] = {}
     for name, child in stack.children.items():
-        pids = [child.proc.pid]
+        by_pid.setdefault(child.proc.pid, []).append(name)
+    out = {}
+    for pid, names in by_pid.items():
+        pids = [pid]
         try:
             import psutil
 
-            pids += [c.pid for c in psutil.Process(child.proc.pid).children(recursive=True)]
+            pids += [c.pid for c in psutil.Process(pid).children(recursive=True)]
         except Exception:
             pass
-        out[name] = pids
+        out["+".join(names)] = pids
     return out
 
 
@@ -212,6 +216,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             config = config.replace(name, port=0)
         for name, n in _workers(args.workers).items():
             config = config.replace(name, workers=n)
+        config = config.replace("up", topology=args.topology)
         log(f"[chain] starting {', '.join(DAEMONS)} ...")
         with running_stack(config, only=DAEMONS) as stack:
             urls = stack.urls
@@ -238,7 +243,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "benchmark": "http_chain",
         "command": command("bench.http_chain", argv),
         "setup": {"items": args.items, "queries": len(queries), "k": 10, "duration_s": args.duration,
-                  "warmup_s": args.warmup, "workers": args.workers, "playbook_entries": recorded,
+                  "warmup_s": args.warmup, "workers": args.workers, "topology": args.topology, "playbook_entries": recorded,
                   "loadavg_before": [round(x, 2) for x in load_before],
                   "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "cells": cells,
@@ -318,6 +323,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--items", type=int, default=2000, help="roster size (the demo's 2,000)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--workers", default="", help="per-daemon worker processes, e.g. gateway=2,matrixd=2 (default: the config's)")
+    ap.add_argument("--topology", default="processes", choices=["processes", "shared"],
+                    help="[up].topology: shared = vectord, embedd and matrixd in one process")
     ap.add_argument("--profile", default="", help="directory: py-spy every daemon during one extra cell")
     ap.add_argument("--profile-path", default="gateway+playbook", help="the path profiled")
     ap.add_argument("--quick", action="store_true", help="300 workers, c4, 0.5 s cells")

@@ -12,9 +12,9 @@ import time
 import urllib.request
 
 import pytest
-from testkit import free_port
 
 from lakehouse.config import SECTIONS, ConfigError, StatelessSection, load_config
+from testkit import free_port
 
 STATELESS = ("gateway", "matrixd", "embedd", "queryd", "validatord", "chatd")
 

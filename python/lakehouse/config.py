@@ -529,6 +529,30 @@ class ModelsConfig:
         pass
 
 
+#: ``[up].topology`` values: "processes" (one process per daemon) or "shared" (vectord,
+#: embedd and matrixd in one process, matrixd calling the other two in-process)
+TOPOLOGIES = ("processes", "shared")
+#: the daemons a "shared" topology puts in one process, in start order
+SHARED_DAEMONS = ("vectord", "embedd", "matrixd")
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    """How ``lakehouse up`` lays the daemons out in processes (docs/performance.md)."""
+
+    #: "processes": one process per daemon (each with its [<daemon>].workers). "shared":
+    #: vectord, embedd and matrixd run in one process, each still on its own port, and
+    #: matrixd embeds and searches in-process instead of over HTTP (the other daemons, and
+    #: `lakehouse serve`, are unchanged; that process runs one worker)
+    topology: str = "processes"
+
+    def validate(self, section: str) -> None:
+        if self.topology not in TOPOLOGIES:
+            raise ConfigError(
+                f"[{section}].topology: must be one of {', '.join(map(repr, TOPOLOGIES))}, got {self.topology!r}"
+            )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewayConfig,
     "storaged": StoragedConfig,
@@ -546,6 +570,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "s3": S3Config,
     "models": ModelsConfig,
+    "up": UpConfig,
 }
 
 
@@ -568,6 +593,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     s3: S3Config = field(default_factory=S3Config)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    up: UpConfig = field(default_factory=UpConfig)
 
     # -- derived values ---------------------------------------------------------------
 

@@ -662,6 +662,42 @@ def _stop_workers(pids: list[int], grace: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+def run_shared(apps: dict[str, tuple[web.Application, str, int]], auth: AuthConfig) -> None:
+    """Serve several daemons' apps from this one process, each on its own host and port,
+    until SIGINT / SIGTERM (``[up].topology = "shared"``). They start in the order given
+    and stop in reverse, their cleanup contexts run as with :func:`run_app`."""
+    for name, (_, host, port) in apps.items():
+        check_bind(host, auth)
+        check_port(name, host, port)
+    loop = _event_loop()
+    asyncio.set_event_loop(loop)
+    runners: list[web.AppRunner] = []
+
+    async def start() -> None:
+        for name, (app, host, port) in apps.items():
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, host, port).start()
+            log.info("%s listening on http://%s:%d (shared process)", name, host, port)
+
+    async def stop() -> None:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+    import signal
+
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        loop.run_until_complete(start())
+        loop.run_until_complete(stopping.wait())
+    finally:
+        loop.run_until_complete(stop())
+        loop.close()
+
+
 def _event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's loop when installed (10-15% more requests per second on vectord, README),
     else asyncio's; LAKEHOUSE_UVLOOP=0 forces asyncio's."""

@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from ..clients.base import UpstreamError
+from ..clients.local import LocalEmbedd, LocalVectord
 from ..config import Config
 from ..matrix import calibration, corpus, downgrade, playbooks, relevance, retrieve
 from ..matrix.context import MatrixContext, upstream_failure
@@ -52,9 +53,12 @@ from ..web import (
     trace_id,
 )
 
-__all__ = ["create_app", "MATRIX", "CORPUS_JOBS"]
+__all__ = ["create_app", "MATRIX", "CORPUS_JOBS", "LOCAL_PEERS"]
 
 MATRIX: web.AppKey[MatrixContext] = web.AppKey("matrix", MatrixContext)
+#: set by a shared process (lakehouse.web.run_shared): the embedd / vectord apps running in
+#: this process, which matrixd then calls in-process (lakehouse.clients.local)
+LOCAL_PEERS: web.AppKey[dict[str, web.Application]] = web.AppKey("local_peers", dict)
 CORPUS_JOBS: web.AppKey[corpus.CorpusJobs] = web.AppKey("corpus_jobs", corpus.CorpusJobs)
 
 
@@ -175,6 +179,13 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
     upstreams = {name: _pooled_session(config) for name in ("embedd", "vectord")}
     judge_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
     ctx = MatrixContext.from_config(session, config, judge_session=judge_session, upstreams=upstreams)
+    peers = app.get(LOCAL_PEERS) or {}
+    if "embedd" in peers:
+        ctx.embedd = LocalEmbedd(
+            upstreams["embedd"], ctx.embedd.base_url, peers["embedd"], timeout=config.matrixd.embed_timeout
+        )
+    if "vectord" in peers:
+        ctx.vectord = LocalVectord(upstreams["vectord"], ctx.vectord.base_url, peers["vectord"])
     app[MATRIX] = ctx
     app[CORPUS_JOBS] = corpus.CorpusJobs(ctx)
     try:
