@@ -16,6 +16,7 @@ that path is a bug (no client input may produce a 500), so tests treat it as a f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -639,10 +640,8 @@ def _stop_workers(pids: list[int], grace: float = 10.0) -> None:
     import signal
 
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     for pid in pids:
         while True:
