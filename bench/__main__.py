@@ -3,7 +3,8 @@
     python -m bench                  # everything (core, threads, http, micro), then SUMMARY.md
     python -m bench core             # in process, against peers, both data sets
     python -m bench threads          # searches while another thread adds
-    python -m bench http             # vectord and matrixd over HTTP
+    python -m bench http             # vectord and matrixd over HTTP, and the whole chain
+                                     # (text through the gateway, bench/http_chain.py)
     python -m bench micro            # pytest-benchmark micro-benchmarks
     python -m bench summary          # SUMMARY.md and the plots from the existing JSON
     python -m bench --quick          # a small smoke run of everything (seconds, not minutes)
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import core, http_load, summary, threads
+from bench import core, http_chain, http_load, summary, threads
 from bench.common import CACHE, RESULTS, ROOT, log, machine, write_json
 
 PARTS = ("core", "threads", "http", "micro")
@@ -62,7 +63,11 @@ def run_http(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
     # Both with the write-ahead log (the default, fsync) and without, for the log's cost.
     report = http_load.run([*(["--quick"] if args.quick else []), "--durability", "fsync,none"])
     print(http_load.table(report), flush=True)
-    return {**report, "command": cmd}
+    # The whole chain: text through the gateway (with and without playbook), per layout,
+    # beside the bare aiohttp ceiling (docs/performance.md).
+    chain = http_chain.run(["--quick"] if args.quick else ["--repeat", "2"])
+    print(http_chain.table(chain), flush=True)
+    return {**report, "chain": chain, "errors": report["errors"] + chain["errors"], "command": cmd}
 
 
 def run_micro(args: argparse.Namespace, cmd: str) -> dict[str, Any]:

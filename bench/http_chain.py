@@ -1,7 +1,7 @@
 """The whole request path: matrix search by text through the gateway (the reference's headline).
 
     python -m bench.http_chain                          # c10 and c50, with and without playbook
-    python -m bench.http_chain --concurrency 10 --duration 10 --paths gateway,bare
+    python -m bench.http_chain --concurrency 10 --duration 10 --paths gateway,bare --layout shared=shared:gateway=2
     python -m bench.http_chain --profile docs/profile  # py-spy every daemon under the load
 
 Starts vectord, embedd, matrixd and the gateway (``lakehouse.stack``, free 127.0.0.1 ports,
@@ -199,25 +199,68 @@ def _daemon_pids(stack: Any) -> dict[str, list[int]]:
     return out
 
 
+#: the layouts compared by default: name -> (topology, workers per daemon)
+LAYOUTS = {
+    "processes": ("processes", ""),
+    "processes+workers": ("processes", "gateway=2,matrixd=2,embedd=2"),
+    "shared": ("shared", "gateway=2"),
+}
+
+
 def run(argv: list[str]) -> dict[str, Any]:
     args = parse(argv)
-    from lakehouse.config import Config
-    from lakehouse.stack import running_stack
-
     os.environ.setdefault("LAKEHOUSE_LOG_LEVEL", "WARNING")
-    paths = [p for p in args.paths.split(",") if p]
-    levels = [int(c) for c in args.concurrency.split(",") if c]
     queries = demands(args.queries)
     cells: list[dict[str, Any]] = []
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-chain-") as data_dir, bare_server() as (bare_port, bare_pid):
-        config = Config(data_dir=data_dir)
+    layouts = _layouts(args)
+    with bare_server() as bare:
+        for repeat in range(args.repeat):
+            for name, (topology, workers) in layouts.items():
+                cells += run_layout(args, name, topology, workers, queries, bare, repeat)
+    return {
+        "benchmark": "http_chain",
+        "command": command("bench.http_chain", argv),
+        "setup": {"items": args.items, "queries": len(queries), "k": 10, "duration_s": args.duration,
+                  "warmup_s": args.warmup, "repeat": args.repeat,
+                  "layouts": {n: {"topology": t, "workers": w or "1 each"} for n, (t, w) in layouts.items()},
+                  "loadavg_before": [round(x, 2) for x in load_before],
+                  "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "cells": cells,
+        "errors": sum(c["errors"] for c in cells),
+    }
+
+
+def _layouts(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    if not args.layout:
+        return {n: LAYOUTS[n] for n in LAYOUTS}
+    out = {}
+    for spec in args.layout:
+        name, _, rest = spec.partition("=")
+        topology, _, workers = rest.partition(":")
+        if topology not in ("processes", "shared"):
+            raise SystemExit(f"--layout {spec!r}: topology must be processes or shared")
+        out[name] = (topology, workers)
+    return out
+
+
+def run_layout(args: argparse.Namespace, layout: str, topology: str, workers: str, queries: list[str],
+               bare: tuple[int, int], repeat: int) -> list[dict[str, Any]]:
+    """Start the stack laid out so, fill it, run every path x concurrency cell."""
+    from lakehouse.config import Config
+    from lakehouse.stack import running_stack
+
+    paths = [p for p in args.paths.split(",") if p]
+    levels = [int(c) for c in args.concurrency.split(",") if c]
+    bare_port, bare_pid = bare
+    cells = []
+    with tempfile.TemporaryDirectory(prefix="bench-chain-") as data_dir:
+        config = Config(data_dir=data_dir).replace("up", topology=topology)
         for name in DAEMONS:
             config = config.replace(name, port=0)
-        for name, n in _workers(args.workers).items():
+        for name, n in _workers(workers).items():
             config = config.replace(name, workers=n)
-        config = config.replace("up", topology=args.topology)
-        log(f"[chain] starting {', '.join(DAEMONS)} ...")
+        log(f"[chain] layout {layout}: topology {topology}, workers {workers or '1 each'} ...")
         with running_stack(config, only=DAEMONS) as stack:
             urls = stack.urls
             fill_s = build_corpus(urls, args.items)
@@ -225,30 +268,20 @@ def run(argv: list[str]) -> dict[str, Any]:
             log(f"[chain] corpus {CORPUS}: {args.items} workers in {fill_s:.1f} s; {recorded} playbook entries")
             qvecs = np.asarray(vl.http_json(f"{urls['embedd']}/embed", "POST", {"texts": queries})["vectors"], dtype=np.float32)
             pids = _daemon_pids(stack)
-            for repeat in range(args.repeat):
-                for path in paths:
-                    host, port, reqs = _requests(urls, path, queries, qvecs, bare_port)
-                    watched = {"bare": [bare_pid]} if path == "bare" else pids
-                    for c in levels:
-                        cell = run_cell(host, port, c, reqs, args, watched)
-                        cell.update(path=path, repeat=repeat + 1)
-                        cells.append(cell)
-                        log(f"[chain] {path:<17} c={c:<3} {cell['rps']:>8,.0f} req/s p50 {cell['p50_ms']} "
-                            f"p99 {cell['p99_ms']} max {cell['max_ms']} ms errors {cell['errors']} "
-                            f"client cpu {cell['client_cpu']}{' SATURATED' if cell['client_saturated'] else ''} "
-                            f"daemons {cell['server_cpu_by_process']}")
-                        if args.profile and path == args.profile_path and repeat == 0 and c == levels[0]:
-                            profile(host, port, c, reqs, args, pids, Path(args.profile))
-    return {
-        "benchmark": "http_chain",
-        "command": command("bench.http_chain", argv),
-        "setup": {"items": args.items, "queries": len(queries), "k": 10, "duration_s": args.duration,
-                  "warmup_s": args.warmup, "workers": args.workers, "topology": args.topology, "playbook_entries": recorded,
-                  "loadavg_before": [round(x, 2) for x in load_before],
-                  "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "cells": cells,
-        "errors": sum(c["errors"] for c in cells),
-    }
+            for path in paths:
+                host, port, reqs = _requests(urls, path, queries, qvecs, bare_port)
+                watched = {"bare": [bare_pid]} if path == "bare" else pids
+                for c in levels:
+                    cell = run_cell(host, port, c, reqs, args, watched)
+                    cell.update(path=path, layout=layout, repeat=repeat + 1)
+                    cells.append(cell)
+                    log(f"[chain] {layout:<17} {path:<17} c={c:<3} {cell['rps']:>8,.0f} req/s p50 {cell['p50_ms']} "
+                        f"p99 {cell['p99_ms']} max {cell['max_ms']} ms errors {cell['errors']} "
+                        f"client cpu {cell['client_cpu']}{' SATURATED' if cell['client_saturated'] else ''} "
+                        f"daemons {cell['server_cpu_by_process']}")
+                    if args.profile and path == args.profile_path and repeat == 0 and c == levels[0]:
+                        profile(host, port, c, reqs, args, pids, Path(args.profile) / layout)
+    return cells
 
 
 def _workers(spec: str) -> dict[str, int]:
@@ -300,13 +333,13 @@ def profile(host: str, port: int, c: int, reqs: list[bytes], args: argparse.Name
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| path | concurrency | req/s | p50 / p99 / max (ms) | errors | generator CPU % | daemons CPU % |",
-        "|---|---|---|---|---|---|---|",
+        "| layout | path | concurrency | req/s | p50 / p99 / max (ms) | errors | generator CPU % | daemons CPU % |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in report["cells"]:
         daemons = ", ".join(f"{k} {v:.0f}" for k, v in (c.get("server_cpu_by_process") or {}).items())
         client = "/".join(f"{x:.0f}" for x in c["client_cpu"]) + (" (saturated)" if c["client_saturated"] else "")
-        lines.append(f"| {c['path']} | {c['concurrency']} | {c['rps']:,.0f} | {c['p50_ms']} / {c['p99_ms']} / "
+        lines.append(f"| {c.get('layout', '')} | {c['path']} | {c['concurrency']} | {c['rps']:,.0f} | {c['p50_ms']} / {c['p99_ms']} / "
                      f"{c['max_ms']} | {c['errors']} | {client} | {daemons} |")
     return "\n".join(lines)
 
@@ -322,17 +355,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=1, help="run every cell this many times (a shared machine)")
     ap.add_argument("--items", type=int, default=2000, help="roster size (the demo's 2,000)")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--workers", default="", help="per-daemon worker processes, e.g. gateway=2,matrixd=2 (default: the config's)")
-    ap.add_argument("--topology", default="processes", choices=["processes", "shared"],
-                    help="[up].topology: shared = vectord, embedd and matrixd in one process")
-    ap.add_argument("--profile", default="", help="directory: py-spy every daemon during one extra cell")
+    ap.add_argument("--layout", action="append", default=[],
+                    help="NAME=TOPOLOGY[:daemon=n,...], repeatable, e.g. shared=shared:gateway=2 "
+                         f"(default: {'; '.join(f'{n}={t}' + (f':{w}' if w else '') for n, (t, w) in LAYOUTS.items())})")
+    ap.add_argument("--profile", default="", help="directory: py-spy every daemon during one extra cell (a folder per layout)")
     ap.add_argument("--profile-path", default="gateway+playbook", help="the path profiled")
-    ap.add_argument("--quick", action="store_true", help="300 workers, c4, 0.5 s cells")
+    ap.add_argument("--quick", action="store_true", help="300 workers, c4, 0.5 s cells, the shared layout only")
     ap.add_argument("--out", default=str(RESULTS / "http_chain.json"))
     ap.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.items, args.duration, args.warmup, args.concurrency = min(args.items, 300), 0.5, 0.2, "4"
+        args.layout = args.layout or ["shared=shared:gateway=2"]
     for p in args.paths.split(","):
         if p and p not in PATHS:
             ap.error(f"unknown path {p!r} (known: {', '.join(PATHS)})")

@@ -11,7 +11,8 @@ matches a rule of :data:`RULES` (so each sample counts once), and each class's s
 busy samples is turned into CPU microseconds per request:
 ``share x daemon CPU (cores) / requests per second``.
 
-Idle: a main-thread sample whose innermost Python frame is aiohttp's ``run_app`` is inside
+Idle: a main-thread sample whose innermost Python frame is aiohttp's ``run_app`` (or our
+``run_shared``) is inside
 the event loop's C code (uvloop: waiting in epoll, or its own socket work); it is counted
 apart. vectord's search threads are summarised apart as well (they run without the GIL).
 """
@@ -43,7 +44,8 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("asyncio scheduling (tasks, futures, timeouts)", ("asyncio/", "uvloop")),
     ("handler logic (validation, merge, fan-out)", ("lakehouse/",)),
 ]
-IDLE = "run_app (aiohttp/web.py"
+#: the innermost Python frame of a main thread waiting in the event loop's C code
+IDLE = ("run_app (aiohttp/web.py", "run_shared (lakehouse/web.py")
 
 
 def _rows(path: Path) -> list[tuple[str, list[str], int]]:
@@ -75,7 +77,7 @@ def summarise(path: Path) -> dict[str, object]:
                 threads_busy += n
             continue
         total += n
-        if not frames or IDLE in frames[-1]:
+        if not frames or frames[-1].startswith(IDLE):
             idle += n
             continue
         main[classify(frames)] += n
