@@ -89,7 +89,9 @@ class MatrixContext:
     async def timed(self, aw: Awaitable[T], what: str) -> T:
         """``aw`` under [matrixd].search_timeout; a timeout is an UpstreamError like any other."""
         try:
-            return await asyncio.wait_for(aw, self.settings.search_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every call in a task
+            async with asyncio.timeout(self.settings.search_timeout):
+                return await aw
         except TimeoutError:
             raise UpstreamError(
                 "vectord", None, f"{what} timed out after {self.settings.search_timeout}s"
