@@ -331,16 +331,39 @@ def profile(host: str, port: int, c: int, reqs: list[bytes], args: argparse.Name
     log(f"[chain] profiled at c={c}: {cell['rps']:,.0f} req/s under py-spy; stacks in {out}")
 
 
+def _cpu_ms(c: dict[str, Any]) -> float:
+    """The daemons' CPU per request (ms): steadier than req/s on a shared machine."""
+    return round(10 * (c.get("server_cpu") or 0.0) / max(c["rps"], 1e-9), 3)
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| layout | path | concurrency | req/s | p50 / p99 / max (ms) | errors | generator CPU % | daemons CPU % |",
-        "|---|---|---|---|---|---|---|---|",
+        "| layout | path | concurrency | req/s | x bare | p50 / p99 / max (ms) | errors | generator CPU % | daemons CPU % | daemons CPU ms / request |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    bare = {(c.get("layout"), c.get("repeat"), c["concurrency"]): c["rps"] for c in report["cells"] if c["path"] == "bare"}
     for c in report["cells"]:
         daemons = ", ".join(f"{k} {v:.0f}" for k, v in (c.get("server_cpu_by_process") or {}).items())
         client = "/".join(f"{x:.0f}" for x in c["client_cpu"]) + (" (saturated)" if c["client_saturated"] else "")
-        lines.append(f"| {c.get('layout', '')} | {c['path']} | {c['concurrency']} | {c['rps']:,.0f} | {c['p50_ms']} / {c['p99_ms']} / "
-                     f"{c['max_ms']} | {c['errors']} | {client} | {daemons} |")
+        peer = bare.get((c.get("layout"), c.get("repeat"), c["concurrency"]))
+        ratio = f"{c['rps'] / peer:.3f}" if peer and c["path"] != "bare" else ""
+        lines.append(f"| {c.get('layout', '')} | {c['path']} | {c['concurrency']} | {c['rps']:,.0f} | {ratio} | "
+                     f"{c['p50_ms']} / {c['p99_ms']} / {c['max_ms']} | {c['errors']} | {client} | {daemons} | "
+                     f"{_cpu_ms(c) if c['path'] != 'bare' else ''} |")
+    return "\n".join(lines)
+
+
+def best(report: dict[str, Any]) -> str:
+    """Per layout, path and concurrency: the best of the repeats (req/s and its p99), and the
+    lowest CPU per request."""
+    rows: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for c in report["cells"]:
+        rows.setdefault((c.get("layout", ""), c["path"], c["concurrency"]), []).append(c)
+    lines = ["| layout | path | concurrency | best req/s (p99 ms) | lowest daemons CPU ms / request |", "|---|---|---|---|---|"]
+    for (layout, path, conc), cells in rows.items():
+        top = max(cells, key=lambda c: c["rps"])
+        cpu = "" if path == "bare" else min(_cpu_ms(c) for c in cells)
+        lines.append(f"| {layout} | {path} | {conc} | {top['rps']:,.0f} ({top['p99_ms']}) | {cpu} |")
     return "\n".join(lines)
 
 
@@ -382,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     report = run(argv)
     write_json(Path(args.out), {**report, "machine": machine()})
     print(table(report))
+    print()
+    print(best(report))
     return 0 if report["errors"] == 0 else 1
 
 
