@@ -313,6 +313,8 @@ def profile(host: str, port: int, c: int, reqs: list[bytes], args: argparse.Name
     import shutil
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy (a tool, not a dependency of lakehouse): pip install py-spy")
     out.mkdir(parents=True, exist_ok=True)
     seconds = int(args.warmup + args.duration)
     spies = []
