@@ -16,7 +16,6 @@ The peer's state is looked up at call time (it exists once the peer's app has st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -24,6 +23,7 @@ import numpy as np
 import orjson
 from aiohttp import web
 
+from ..web import dumps
 from .base import UpstreamError
 from .embedd import EmbeddClient
 from .vectord import VectordClient
@@ -32,42 +32,34 @@ __all__ = ["LocalEmbedd", "LocalVectord"]
 
 
 class LocalEmbedd(EmbeddClient):
-    """embedd in this process: ``embed`` calls its embedder (cache included) directly."""
+    """embedd in this process: each chunk goes to its embedder (cache included) directly;
+    the argument checks and chunking are :class:`EmbeddClient`'s."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, peer: web.Application, **kw: Any) -> None:
         super().__init__(session, base_url, **kw)
         self.peer = peer
 
-    async def embed(
-        self, texts: Sequence[str], model: str | None = None, *, trace_id: str | None = None
+    async def _embed_chunk(
+        self, body: dict[str, Any], expected: int, trace_id: str | None
     ) -> tuple[str, int, np.ndarray]:
         from ..embed import EmbedTimeout, InvalidTexts, ProviderError
         from ..services.embedd import EMBEDDER
 
-        if isinstance(texts, str):
-            raise ValueError("texts must be a sequence of strings, not a single string")
-        texts = list(texts)
-        if not texts:
-            raise ValueError("texts must not be empty")
-        embedder = self.peer[EMBEDDER]
-        parts = []
-        name = ""
-        for start in range(0, len(texts), self.chunk_size):
-            try:
-                result = await embedder.embed(texts[start : start + self.chunk_size], model)
-            except InvalidTexts as exc:
-                raise UpstreamError(self.service, 400, str(exc)) from exc
-            except (EmbedTimeout, ProviderError) as exc:
-                raise UpstreamError(self.service, 502, str(exc)) from exc
-            name = result.model
-            parts.append(result.vectors)
-        vectors = np.array(parts[0] if len(parts) == 1 else np.concatenate(parts), dtype=np.float32)
-        return name, int(vectors.shape[1]), vectors
+        try:
+            result = await self.peer[EMBEDDER].embed(body["texts"], body.get("model"))
+        except InvalidTexts as exc:
+            raise UpstreamError(self.service, 400, str(exc)) from exc
+        except (EmbedTimeout, ProviderError) as exc:
+            raise UpstreamError(self.service, 502, str(exc)) from exc
+        # a copy: the caller owns its array, the cache keeps its own
+        vectors = np.array(result.vectors, dtype=np.float32)
+        return self._parse({"model": result.model, "dimension": result.dimension, "vectors": vectors}, expected)
 
 
 class LocalVectord(VectordClient):
-    """vectord in this process: searches and item lookups go to its registry directly (on
-    its search threads, batched like its HTTP searches); the rest over HTTP."""
+    """vectord in this process: searches (on its search threads, batched like its HTTP
+    searches) and item lookups go to its registry directly; the rest over HTTP. The
+    argument checks are :class:`VectordClient`'s."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, peer: web.Application, **kw: Any) -> None:
         super().__init__(session, base_url, **kw)
@@ -83,22 +75,17 @@ class LocalVectord(VectordClient):
         except IndexNotFound as exc:
             raise UpstreamError(self.service, 404, str(exc)) from None
 
-    async def search(
-        self,
-        name: str,
-        vector: Any,
-        k: int = 10,
-        *,
-        ef: int | None = None,
-        exclude_ids: Sequence[str] | None = None,
-        trace_id: str | None = None,
-    ) -> list[dict[str, Any]]:
-        from ..services.vectord import INLINE_SEARCH_FLOATS, _answer
+    async def _search(
+        self, name: str, body: dict[str, Any], query: np.ndarray, field: str, trace_id: str | None
+    ) -> Any:
+        from ..services.vectord import INLINE_SEARCH_FLOATS, _answer, _hits_json
 
-        exclude = list(self._search_body(k, ef, exclude_ids).get("exclude_ids", [])) or None
         state, entry = self._entry(name)
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        k, ef, exclude = body["k"], body.get("ef"), body.get("exclude_ids")
         try:
+            if field == "vectors":
+                rows = await state.read(entry.search_batch, query, k, ef, exclude)
+                return orjson.loads(dumps({"results": [_hits_json(r) for r in rows]}))
             if entry.count * entry.index.dims <= INLINE_SEARCH_FLOATS:
                 answer = _answer(entry.search(query, k, ef, exclude))
             else:
@@ -106,36 +93,11 @@ class LocalVectord(VectordClient):
         except ValueError as exc:
             raise UpstreamError(self.service, 400, str(exc)) from None
         # the answer vectord would have sent, read back: the same floats and metadata
-        return list(orjson.loads(answer)["results"])
-
-    async def search_batch(
-        self,
-        name: str,
-        vectors: Any,
-        k: int = 10,
-        *,
-        ef: int | None = None,
-        exclude_ids: Sequence[str] | None = None,
-        trace_id: str | None = None,
-    ) -> list[list[dict[str, Any]]]:
-        from ..services.vectord import _hits_json
-        from ..web import dumps
-
-        arr = np.asarray(vectors, dtype=np.float32)
-        if arr.ndim != 2:
-            raise ValueError(f"vectors must be 2-d, got shape {arr.shape}")
-        exclude = list(self._search_body(k, ef, exclude_ids).get("exclude_ids", [])) or None
-        state, entry = self._entry(name)
-        try:
-            rows = await state.read(entry.search_batch, arr, k, ef, exclude)
-        except ValueError as exc:
-            raise UpstreamError(self.service, 400, str(exc)) from None
-        return list(orjson.loads(dumps({"results": [_hits_json(r) for r in rows]}))["results"])
+        return orjson.loads(answer)
 
     async def get_item(self, name: str, item_id: str, *, trace_id: str | None = None) -> dict[str, Any]:
         from ..services.vectord import _metadata_out
         from ..vectors import ItemNotFound
-        from ..web import dumps
 
         if item_id in (".", ".."):
             raise ValueError(f"item id {item_id!r} cannot be addressed in a URL path")
