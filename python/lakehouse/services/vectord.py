@@ -402,19 +402,20 @@ def _search_body(request: web.Request, data: bytes) -> tuple[np.ndarray | None, 
             raise ApiError.bad_request(f"binary body: header: {exc}") from None
         return (arr, None, params) if arr.ndim == 1 else (None, arr, params)
     body = decode_json(data, SearchRequest)
-    if (body.vector is None) == (body.vectors is None):
-        raise ApiError.bad_request("give exactly one of 'vector' (one query) or 'vectors' (a batch)")
+    query = None
     if body.vector is not None:
         with np.errstate(over="ignore"):  # 1e39 -> inf, which the core rejects
-            return np.asarray(body.vector, dtype=np.float32), None, body
-    rows = body.vectors or []
-    return None, rows, body  # type: ignore[return-value]  # checked against the index below
+            query = np.asarray(body.vector, dtype=np.float32)
+    # the batch stays lists here: each row is checked against the index's dimension below
+    return query, body.vectors, body  # type: ignore[return-value]
 
 
 async def handle_search(request: web.Request) -> web.Response:
     state = _state(request)
     query, batch, params = _search_body(request, await request.read())
     entry = _index(request)
+    if (query is None) == (batch is None):
+        raise ApiError.bad_request("give exactly one of 'vector' (one query) or 'vectors' (a batch)")
     k, ef, exclude = params.k, params.ef, params.exclude_ids
     try:
         if query is not None:
