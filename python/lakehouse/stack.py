@@ -513,6 +513,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="lakehouse up",
         description="run every daemon as a process, in dependency order, until Ctrl-C",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: lakehouse up --data-dir ./lakehouse-data --only storaged,catalogd,gateway\n\n"
+        "More cores: [<daemon>].workers = N in lakehouse.toml runs a stateless daemon (gateway,\n"
+        "matrixd, embedd, queryd, validatord, chatd) as N processes on its port (0 = one per\n"
+        "core); [up].topology = \"shared\" runs vectord, embedd and matrixd in one process,\n"
+        "matrixd calling the other two in-process (docs/performance.md).",
     )
     parser.add_argument("--config", help="lakehouse.toml (default: ./lakehouse.toml if present)")
     parser.add_argument("--data-dir", help="data directory (default: ./lakehouse-data)")
