@@ -16,6 +16,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from ..web import TRACE_HEADER, dumps
+from .pool import HttpPool
 
 
 class UpstreamError(Exception):
@@ -51,6 +52,9 @@ class ServiceClient:
         self.timeout = timeout
         #: ClientTimeout objects by limit, built once (not one per request)
         self._timeouts: dict[float | None, aiohttp.ClientTimeout | None] = {}
+        #: a lean keep-alive pool (lakehouse.clients.pool) for this upstream, when attached:
+        #: requests without query parameters go through it instead of the aiohttp session
+        self.pool: HttpPool | None = None
 
     def _client_timeout(self, t: float | None) -> aiohttp.ClientTimeout | None:
         try:
@@ -77,6 +81,13 @@ class ServiceClient:
         if trace_id:
             hdrs[TRACE_HEADER] = trace_id
         t = self.timeout if timeout is None else timeout
+        if self.pool is not None and params is None:
+            try:
+                return await self.pool.request(method, path, data, hdrs, timeout=t or None)
+            except TimeoutError as exc:
+                raise UpstreamError(self.service, None, f"timed out after {t}s") from exc
+            except OSError as exc:  # ConnectionError included
+                raise UpstreamError(self.service, None, f"unreachable at {self.base_url}: {exc}") from exc
         try:
             async with self.session.request(
                 method,

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from ..clients.base import UpstreamError
 from ..clients.local import LocalEmbedd, LocalVectord
+from ..clients.pool import HttpPool
 from ..config import Config
 from ..matrix import calibration, corpus, downgrade, playbooks, relevance, retrieve
 from ..matrix.context import MatrixContext, upstream_failure
@@ -186,6 +187,13 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     if "vectord" in peers:
         ctx.vectord = LocalVectord(upstreams["vectord"], ctx.vectord.base_url, peers["vectord"])
+    # the hot calls to embedd and vectord go through a lean keep-alive pool each
+    pools = []
+    token = config.auth.resolved_token()
+    for client in (ctx.embedd, ctx.vectord):
+        if client.base_url.startswith("http://"):
+            client.pool = HttpPool(client.base_url, headers={"Authorization": f"Bearer {token}"} if token else None)
+            pools.append(client.pool)
     app[MATRIX] = ctx
     app[CORPUS_JOBS] = corpus.CorpusJobs(ctx)
     try:
@@ -195,6 +203,8 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
         await session.close()
         for s in upstreams.values():
             await s.close()
+        for pool in pools:
+            pool.close()
         await judge_session.close()
 
 
