@@ -4,7 +4,8 @@
     python -m bench core             # in process, against peers, the three data sets
     python -m bench realtext         # only build the real-text data set's cache (core does it when missing)
     python -m bench threads          # searches while another thread adds
-    python -m bench http             # vectord and matrixd over HTTP
+    python -m bench http             # vectord and matrixd over HTTP, and the whole chain
+                                     # (text through the gateway, bench/http_chain.py)
     python -m bench micro            # pytest-benchmark micro-benchmarks
     python -m bench selfrecall       # is every item found by its own vector? (beside hnswlib)
     python -m bench add_memory       # peak and final memory of one bulk add (float32, float64)
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import add_memory, core, http_load, selfrecall, summary, threads
+from bench import add_memory, core, http_chain, http_load, selfrecall, summary, threads
 from bench.common import CACHE, RESULTS, ROOT, log, machine, write_json
 
 PARTS = ("core", "threads", "http", "micro", "selfrecall", "add_memory")
@@ -81,7 +82,11 @@ def run_http(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
     # Both with the write-ahead log (the default, fsync) and without, for the log's cost.
     report = http_load.run([*(["--quick"] if args.quick else []), "--durability", "fsync,none"])
     print(http_load.table(report), flush=True)
-    return {**report, "command": cmd}
+    # The whole chain: text through the gateway (with and without playbook), per layout,
+    # beside the bare aiohttp ceiling (docs/performance.md).
+    chain = http_chain.run(["--quick"] if args.quick else ["--repeat", "2"])
+    print(http_chain.table(chain), flush=True)
+    return {**report, "chain": chain, "errors": report["errors"] + chain["errors"], "command": cmd}
 
 
 def run_micro(args: argparse.Namespace, cmd: str) -> dict[str, Any]:

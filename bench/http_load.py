@@ -174,6 +174,16 @@ def table(report: dict[str, Any]) -> str:
         (t["target"], t.get("durability", "fsync"), c["concurrency"]): c["rps"]
         for t in report["targets"] for c in t["cells"] if c["workload"] == "mixed"
     }
+    # The mixed workload against search-only, same daemon, durability and concurrency.
+    search = {
+        (t["target"], t.get("durability", "fsync"), c["concurrency"]): c["rps"]
+        for t in report["targets"] for c in t["cells"] if c["workload"] == "search" and c["ef"] == "default"
+    }
+    for (target, dur, conc), rps in sorted(mixed.items()):
+        base = search.get((target, dur, conc))
+        if base:
+            lines.append(f"\n{target} at concurrency {conc}, durability {dur}: mixed add + search runs at "
+                         f"{rps / base:.2f}x search-only ({rps:,.0f} vs {base:,.0f} req/s)")
     for (target, dur, conc), rps in sorted(mixed.items()):
         base = mixed.get((target, "none", conc))
         if dur != "none" and base:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import core, http_load, threads
+from bench import core, http_chain, http_load, threads
 from bench.common import log
 
 BAR_ITEMS = (
@@ -210,6 +210,10 @@ def write(results: Path) -> Path:
                f"process(es); mixed = one request in {s['add_every']} is a one-item add (to vectord). "
                f"Total errors: **{http_r['errors']}**. Load average {s['loadavg_before']} before, {s['loadavg_after']} after.", "",
                http_load.table(http_r), ""]
+        if http_r.get("chain"):
+            md += ["### The whole chain: matrix search by text through the gateway", "",
+                   "Per layout of the daemons (docs/performance.md), beside the bare aiohttp ceiling of the same run.", "",
+                   http_chain.table(http_r["chain"]), ""]
     if micro_r:
         md += ["## Micro-benchmarks (pytest-benchmark)", "", f"Command: `{micro_r['command']}` ({micro_r.get('when', '')}). "
                f"Index figures: {micro_r.get('n', '?'):,} x 128 euclidean items, M=16, ef_construction=200, one thread. "

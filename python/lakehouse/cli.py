@@ -62,8 +62,9 @@ def serve_main(argv: list[str]) -> int:
     if hasattr(module, "serve"):  # not an aiohttp app (mcpd: the MCP SDK's ASGI app)
         module.serve(config)
         return 0
-    app = app_factory(args.name)(config)
-    run_app(app, section.host, section.port, config.auth)
+    factory = app_factory(args.name)
+    workers = section.worker_count() if hasattr(section, "worker_count") else 1
+    run_app(lambda: factory(config), section.host, section.port, config.auth, workers=workers)
     return 0
 
 

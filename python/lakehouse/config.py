@@ -90,8 +90,38 @@ class ServiceSection:
                 _check_url(f"[{section}].{f.name}", getattr(self, f.name))
 
 
+#: most worker processes one daemon may run
+MAX_WORKERS = 64
+
+
 @dataclass(frozen=True)
-class GatewayConfig(ServiceSection):
+class StatelessSection(ServiceSection):
+    """A daemon that keeps no state a request depends on, so it can run as several processes."""
+
+    #: worker processes serving this daemon's port together (SO_REUSEPORT: the kernel spreads
+    #: connections over them); 0 = one per CPU core. 1 (the default) keeps the daemon one
+    #: process, which is what tests and the demo expect; docs/performance.md says when to raise it
+    workers: int = 1
+
+    def validate(self, section: str) -> None:
+        super().validate(section)
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(
+                f"[{section}].workers: must be 0..{MAX_WORKERS} (0 = one per CPU core), got {self.workers}"
+            )
+
+    def worker_count(self) -> int:
+        """How many processes to run: ``workers``, or the CPU cores this process may use."""
+        if self.workers:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class GatewayConfig(StatelessSection):
     port: int = DAEMON_PORTS["gateway"]
     storaged_url: str = ""
     catalogd_url: str = ""
@@ -177,7 +207,7 @@ class IngestdConfig(ServiceSection):
 
 
 @dataclass(frozen=True)
-class QuerydConfig(ServiceSection):
+class QuerydConfig(StatelessSection):
     port: int = DAEMON_PORTS["queryd"]
     catalogd_url: str = ""
     #: seconds between view refreshes from catalogd
@@ -229,7 +259,7 @@ class VectordConfig(ServiceSection):
 
 
 @dataclass(frozen=True)
-class EmbeddConfig(ServiceSection):
+class EmbeddConfig(StatelessSection):
     port: int = DAEMON_PORTS["embedd"]
     #: "hash" (built in, offline), "ollama" or "sentence-transformers" (the st extra)
     provider: str = "hash"
@@ -268,7 +298,7 @@ class EmbeddConfig(ServiceSection):
 
 
 @dataclass(frozen=True)
-class MatrixdConfig(ServiceSection):
+class MatrixdConfig(StatelessSection):
     port: int = DAEMON_PORTS["matrixd"]
     embedd_url: str = ""
     vectord_url: str = ""
@@ -332,7 +362,7 @@ class ObserverdConfig(ServiceSection):
 
 
 @dataclass(frozen=True)
-class ChatdConfig(ServiceSection):
+class ChatdConfig(StatelessSection):
     port: int = DAEMON_PORTS["chatd"]
     ollama_url: str = "http://127.0.0.1:11434"
     ollama_cloud_url: str = "https://ollama.com"
@@ -364,7 +394,7 @@ class ChatdConfig(ServiceSection):
 
 
 @dataclass(frozen=True)
-class ValidatordConfig(ServiceSection):
+class ValidatordConfig(StatelessSection):
     port: int = DAEMON_PORTS["validatord"]
     #: roster of workers: a JSONL file (`lakehouse gen-roster --format jsonl`) or a .csv;
     #: read at start and on POST /roster/reload. "" = none (see roster_dataset)
@@ -499,6 +529,30 @@ class ModelsConfig:
         pass
 
 
+#: ``[up].topology`` values: "processes" (one process per daemon) or "shared" (vectord,
+#: embedd and matrixd in one process, matrixd calling the other two in-process)
+TOPOLOGIES = ("processes", "shared")
+#: the daemons a "shared" topology puts in one process, in start order
+SHARED_DAEMONS = ("vectord", "embedd", "matrixd")
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    """How ``lakehouse up`` lays the daemons out in processes (docs/performance.md)."""
+
+    #: "processes": one process per daemon (each with its [<daemon>].workers). "shared":
+    #: vectord, embedd and matrixd run in one process, each still on its own port, and
+    #: matrixd embeds and searches in-process instead of over HTTP (the other daemons, and
+    #: `lakehouse serve`, are unchanged; that process runs one worker)
+    topology: str = "processes"
+
+    def validate(self, section: str) -> None:
+        if self.topology not in TOPOLOGIES:
+            raise ConfigError(
+                f"[{section}].topology: must be one of {', '.join(map(repr, TOPOLOGIES))}, got {self.topology!r}"
+            )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewayConfig,
     "storaged": StoragedConfig,
@@ -516,6 +570,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "s3": S3Config,
     "models": ModelsConfig,
+    "up": UpConfig,
 }
 
 
@@ -538,6 +593,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     s3: S3Config = field(default_factory=S3Config)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    up: UpConfig = field(default_factory=UpConfig)
 
     # -- derived values ---------------------------------------------------------------
 

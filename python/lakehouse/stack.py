@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .config import SECTIONS, Config, ConfigError
+from .config import SECTIONS, SHARED_DAEMONS, Config, ConfigError
 from .configfile import dump_toml
 from .services import DAEMONS
 from .web import check_bind
@@ -344,19 +344,36 @@ class Stack:
         env[PARENT_ENV] = str(os.getpid())
         return env
 
-    def _spawn(self, name: str, config_path: Path, env: dict[str, str]) -> None:
+    def _spawn(self, names: tuple[str, ...], config_path: Path, env: dict[str, str]) -> None:
+        """One process for ``names`` (one daemon, or a shared group: see :meth:`groups`)."""
         proc = subprocess.Popen(
-            self.launcher(name, config_path),
+            self.launcher(",".join(names), config_path),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
             process_group=0,
         )
-        child = _Child(name, self.urls[name], proc, time.monotonic())
-        child.pump = threading.Thread(target=self._pump, args=(child,), daemon=True, name=f"log-{name}")
-        child.pump.start()
-        self.children[name] = child
+        started = time.monotonic()
+        first = None
+        for name in names:
+            child = _Child(name, self.urls[name], proc, started)
+            self.children[name] = child
+            first = first or child
+        assert first is not None
+        first.pump = threading.Thread(target=self._pump, args=(first,), daemon=True, name=f"log-{names[0]}")
+        first.pump.start()
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Daemon -> the daemons sharing its process. ``[up].topology = "shared"`` puts the
+        selected ones of vectord, embedd and matrixd in one; every other daemon is alone."""
+        out = {n: (n,) for n in self.selected}
+        if self.config.up.topology == "shared":
+            shared = tuple(n for n in SHARED_DAEMONS if n in self.selected)
+            if len(shared) > 1:
+                for n in shared:
+                    out[n] = shared
+        return out
 
     def _failure(self, child: _Child, what: str) -> StackError:
         time.sleep(0.2)  # let the log pump catch the last lines
@@ -380,17 +397,25 @@ class Stack:
         env = self._env()
         t0 = time.monotonic()
         pending = list(self.selected)
+        groups = self.groups()
         try:
             while pending or not all(c.ready for c in self.children.values()):
                 if self.interrupted.is_set():
                     raise StackError("interrupted while starting")
                 ready = {n for n, c in self.children.items() if c.ready}
                 for name in list(pending):
-                    if all(d in ready for d in _depends_on(name, self.selected)):
-                        pending.remove(name)
-                        self._spawn(name, config_path, env)
+                    if name not in pending:
+                        continue  # started with its group
+                    members = groups[name]
+                    needs = {d for m in members for d in _depends_on(m, self.selected)} - set(members)
+                    if all(d in ready for d in needs):
+                        for m in members:
+                            pending.remove(m)
+                        self._spawn(members, config_path, env)
                         pid = self.children[name].proc.pid
-                        self.say(f"starting {name} at {self.urls[name]} (pid {pid})")
+                        for m in members:
+                            shared = f", sharing it with {', '.join(o for o in members if o != m)}" if len(members) > 1 else ""
+                            self.say(f"starting {m} at {self.urls[m]} (pid {pid}{shared})")
                 for child in self.children.values():
                     if child.ready:
                         continue
@@ -488,6 +513,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="lakehouse up",
         description="run every daemon as a process, in dependency order, until Ctrl-C",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: lakehouse up --data-dir ./lakehouse-data --only storaged,catalogd,gateway\n\n"
+        "More cores: [<daemon>].workers = N in lakehouse.toml runs a stateless daemon (gateway,\n"
+        "matrixd, embedd, queryd, validatord, chatd) as N processes on its port (0 = one per\n"
+        "core); [up].topology = \"shared\" runs vectord, embedd and matrixd in one process,\n"
+        "matrixd calling the other two in-process (docs/performance.md).",
     )
     parser.add_argument("--config", help="lakehouse.toml (default: ./lakehouse.toml if present)")
     parser.add_argument("--data-dir", help="data directory (default: ./lakehouse-data)")
@@ -580,9 +611,38 @@ def _die_with_parent() -> None:
 
 def _child_main(argv: list[str]) -> int:
     _die_with_parent()
+    if argv and "," in argv[0]:
+        return _shared_main(argv)
     from .cli import main as cli_main
 
     return cli_main(["serve", *argv])
+
+
+def _shared_main(argv: list[str]) -> int:
+    """``NAME,NAME,... --config FILE``: those daemons in this one process (topology "shared"),
+    matrixd calling its embedd and vectord peers in-process."""
+    from .config import load_config
+    from .services import app_factory
+    from .services.matrixd import LOCAL_PEERS
+    from .web import run_shared, setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m lakehouse.stack")
+    parser.add_argument("names")
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    names = args.names.split(",")
+    unknown = [n for n in names if n not in SHARED_DAEMONS]
+    if unknown:
+        print(f"cannot share a process: {', '.join(unknown)} (only {', '.join(SHARED_DAEMONS)})", file=sys.stderr)
+        return 2
+    config = load_config(args.config)
+    setup_logging("+".join(names))
+    apps = {n: app_factory(n)(config) for n in names}
+    if "matrixd" in apps:
+        apps["matrixd"][LOCAL_PEERS] = {n: apps[n] for n in ("embedd", "vectord") if n in apps}
+    sections = {n: config.section(n) for n in names}
+    run_shared({n: (apps[n], sections[n].host, sections[n].port) for n in names}, config.auth)
+    return 0
 
 
 if __name__ == "__main__":

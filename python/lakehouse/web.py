@@ -16,6 +16,7 @@ that path is a bug (no client input may produce a 500), so tests treat it as a f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -555,12 +556,41 @@ def check_port(name: str, host: str, port: int) -> None:
         probe.close()
 
 
-def run_app(app: web.Application, host: str, port: int, auth: AuthConfig) -> None:
-    """Serve ``app`` until SIGINT / SIGTERM (graceful: cleanup contexts run)."""
+def run_app(
+    app: web.Application | Callable[[], web.Application],
+    host: str,
+    port: int,
+    auth: AuthConfig,
+    *,
+    workers: int = 1,
+) -> None:
+    """Serve until SIGINT / SIGTERM (graceful: cleanup contexts run).
+
+    ``app``: the application, or a factory building it (with ``workers`` > 1 every worker
+    builds its own after the fork). ``workers`` > 1 runs that many processes on one port
+    with SO_REUSEPORT (see :func:`_fork_workers`); this process is worker 0 and stops the
+    others when it stops.
+    """
     check_bind(host, auth)
-    name = app[APP_NAME]
+    first = app() if callable(app) and not isinstance(app, web.Application) else app
+    name = first[APP_NAME]
     check_port(name, host, port)
-    log.info("%s listening on http://%s:%d", name, host, port)
+    children: list[int] = []
+    if workers > 1:
+        children = _fork_workers(workers - 1)
+        if children is None:  # a forked worker: its own app, the shared port
+            _serve(app() if callable(app) and not isinstance(app, web.Application) else first, host, port, True)
+            os._exit(0)
+        log.info("%s listening on http://%s:%d with %d worker processes", name, host, port, workers)
+    else:
+        log.info("%s listening on http://%s:%d", name, host, port)
+    try:
+        _serve(first, host, port, workers > 1)
+    finally:
+        _stop_workers(children)
+
+
+def _serve(app: web.Application, host: str, port: int, reuse_port: bool) -> None:
     web.run_app(
         app,
         host=host,
@@ -568,8 +598,103 @@ def run_app(app: web.Application, host: str, port: int, auth: AuthConfig) -> Non
         print=None,
         access_log=None,
         handle_signals=True,
+        reuse_port=reuse_port or None,
         loop=_event_loop(),
     )
+
+
+def _fork_workers(n: int) -> list[int] | None:
+    """Fork ``n`` worker processes; their pids (in the parent) or None (in a worker).
+
+    Forked before any event loop or thread exists. A worker dies with its parent (Linux
+    PR_SET_PDEATHSIG), so a killed daemon leaves no orphan holding its port. The kernel
+    spreads new connections over every process bound with SO_REUSEPORT; a keep-alive
+    connection stays with the worker that accepted it.
+    """
+    parent = os.getpid()
+    pids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            _die_with(parent)
+            return None
+        pids.append(pid)
+    return pids
+
+
+def _die_with(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _stop_workers(pids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM the workers (each stops gracefully), SIGKILL what is left after ``grace``."""
+    import signal
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            if time.monotonic() > deadline:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
+                break
+            time.sleep(0.02)
+
+
+def run_shared(apps: dict[str, tuple[web.Application, str, int]], auth: AuthConfig) -> None:
+    """Serve several daemons' apps from this one process, each on its own host and port,
+    until SIGINT / SIGTERM (``[up].topology = "shared"``). They start in the order given
+    and stop in reverse, their cleanup contexts run as with :func:`run_app`."""
+    for name, (_, host, port) in apps.items():
+        check_bind(host, auth)
+        check_port(name, host, port)
+    loop = _event_loop()
+    asyncio.set_event_loop(loop)
+    runners: list[web.AppRunner] = []
+
+    async def start() -> None:
+        for name, (app, host, port) in apps.items():
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, host, port).start()
+            log.info("%s listening on http://%s:%d (shared process)", name, host, port)
+
+    async def stop() -> None:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+    import signal
+
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        loop.run_until_complete(start())
+        loop.run_until_complete(stopping.wait())
+    finally:
+        loop.run_until_complete(stop())
+        loop.close()
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

@@ -138,6 +138,13 @@ def test_http_quick(runs) -> None:
         mixed = next(c for c in t["cells"] if c["workload"] == "mixed")
         assert mixed["add"]["requests"] > 0 and mixed["search"]["requests"] > 0
     assert "## Over HTTP" in (results / "SUMMARY.md").read_text()
+    # the whole chain: text through the gateway, with and without playbook, beside the peer
+    chain = report["chain"]
+    assert {c["path"] for c in chain["cells"]} == {"gateway", "gateway+playbook", "matrixd", "vectord", "bare"}
+    for c in chain["cells"]:
+        assert c["errors"] == 0, c["error_samples"]
+        assert c["requests"] > 0 and len(c["client_cpu"]) == 1
+    assert "through the gateway" in (results / "SUMMARY.md").read_text()
 
 
 @pytest.mark.skipif(not have("pytest_benchmark"), reason="pytest-benchmark is in the bench extra")

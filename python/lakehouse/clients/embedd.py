@@ -3,7 +3,8 @@
     client = EmbeddClient(session, config.upstream("matrixd", "embedd"))
     model, dimension, vectors = await client.embed(["forklift operator, Milwaukee"])
 
-``vectors`` is a float32 array of shape ``(len(texts), dimension)``. Long lists are sent in
+Vectors come back as float32 frames (:mod:`lakehouse.transport`) from an embedd that
+offers them, as JSON from any other. ``vectors`` is a float32 array of shape ``(len(texts), dimension)``. Long lists are sent in
 chunks of ``chunk_size`` texts (below embedd's default ``max_texts``), one after another.
 Failures raise :class:`~lakehouse.clients.base.UpstreamError` (status 400 for bad input,
 502 when embedd's provider failed, None when embedd could not be reached or timed out).
@@ -17,9 +18,13 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from ..transport import F32, FrameError, decode_frame
+from ..web import dumps
 from .base import ServiceClient, UpstreamError
 
 __all__ = ["EmbeddClient"]
+
+_ACCEPT = f"{F32}, application/json"
 
 
 class EmbeddClient(ServiceClient):
@@ -57,8 +62,7 @@ class EmbeddClient(ServiceClient):
             body: dict[str, Any] = {"texts": chunk}
             if model is not None:
                 body["model"] = model
-            answer = await self.post("/embed", body, trace_id=trace_id)
-            answers.append(self._parse(answer, len(chunk)))
+            answers.append(await self._embed_chunk(body, len(chunk), trace_id))
         names = {a[0] for a in answers}
         dims = {a[1] for a in answers}
         if len(names) > 1 or len(dims) > 1:
@@ -66,6 +70,26 @@ class EmbeddClient(ServiceClient):
                 self.service, None, f"chunks disagree: models {sorted(names)}, dims {sorted(dims)}"
             )
         return answers[0][0], answers[0][1], np.concatenate([a[2] for a in answers])
+
+    async def _embed_chunk(
+        self, body: dict[str, Any], expected: int, trace_id: str | None
+    ) -> tuple[str, int, np.ndarray]:
+        # Ask for float32 frames; an embedd that does not know them answers JSON.
+        status, headers, payload = await self.exchange(
+            "POST",
+            "/embed",
+            dumps(body),
+            headers={"Content-Type": "application/json", "Accept": _ACCEPT},
+            trace_id=trace_id,
+        )
+        if status < 400 and headers.get("Content-Type", "").startswith(F32):
+            try:
+                header, vectors = decode_frame(payload, what="embedd's answer")
+                model, dimension = header["model"], header["dimension"]
+            except (FrameError, KeyError) as exc:
+                raise UpstreamError(self.service, None, f"malformed answer: {exc}") from exc
+            return self._parse({"model": model, "dimension": dimension, "vectors": vectors}, expected)
+        return self._parse(self.decode(status, payload), expected)
 
     def _parse(self, answer: Any, expected: int) -> tuple[str, int, np.ndarray]:
         try:

@@ -5,7 +5,9 @@
     await client.add("workers", ids, vectors, metadata)        # -> (added, updated)
     hits = await client.search("workers", query, k=10)         # [{id, distance, metadata?}]
 
-Vectors go out as float32 arrays (orjson writes each number in its shortest float32 form,
+Search vectors go out as binary float32 frames (:mod:`lakehouse.transport`) once vectord
+has said it takes them, as JSON before that and to any vectord that does not. Add vectors
+go out as float32 arrays in JSON (orjson writes each number in its shortest float32 form,
 as the reference does); large adds are sent in chunks of ``add_chunk`` items, one after
 another. Failures raise :class:`~lakehouse.clients.base.UpstreamError`: status 400 for a
 request vectord refuses, 404 for a missing index or item, 409 for a taken name, None when
@@ -21,6 +23,8 @@ from urllib.parse import quote
 import aiohttp
 import numpy as np
 
+from ..transport import F32, encode_frame, offers_f32
+from ..web import dumps
 from .base import ServiceClient, UpstreamError
 
 __all__ = ["VectordClient"]
@@ -40,6 +44,9 @@ class VectordClient(ServiceClient):
         add_chunk: int = 5000,
     ) -> None:
         super().__init__(session, base_url, "vectord", timeout)
+        #: searches go out as float32 frames (lakehouse.transport): None until vectord's
+        #: first search answer says whether it takes them
+        self.binary: bool | None = None
         if add_chunk < 1:
             raise ValueError(f"add_chunk must be positive, got {add_chunk}")
         self.add_chunk = add_chunk
@@ -160,8 +167,8 @@ class VectordClient(ServiceClient):
     ) -> list[dict[str, Any]]:
         """The ``k`` nearest items: ``[{id, distance, metadata?}]``, nearest first."""
         body = self._search_body(k, ef, exclude_ids)
-        body["vector"] = np.asarray(vector, dtype=np.float32).reshape(-1)
-        answer = await self.post(f"/vectors/index/{_q(name)}/search", body, trace_id=trace_id)
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        answer = await self._search(name, body, query, "vector", trace_id)
         return list(answer["results"])
 
     async def search_batch(
@@ -179,9 +186,29 @@ class VectordClient(ServiceClient):
         if arr.ndim != 2:
             raise ValueError(f"vectors must be 2-d, got shape {arr.shape}")
         body = self._search_body(k, ef, exclude_ids)
-        body["vectors"] = arr
-        answer = await self.post(f"/vectors/index/{_q(name)}/search", body, trace_id=trace_id)
+        answer = await self._search(name, body, arr, "vectors", trace_id)
         return list(answer["results"])
+
+    async def _search(
+        self, name: str, body: dict[str, Any], query: np.ndarray, field: str, trace_id: str | None
+    ) -> Any:
+        """POST a search: a float32 frame to a vectord that offers them (it says so by
+        ``Accept-Post`` on its search answers), JSON otherwise and until it has said so."""
+        path = f"/vectors/index/{_q(name)}/search"
+        if self.binary:
+            status, headers, payload = await self.exchange(
+                "POST", path, encode_frame(body, query), headers={"Content-Type": F32}, trace_id=trace_id
+            )
+            if status != 415:
+                return self.decode(status, payload)
+            self.binary = False  # replaced by a vectord without frames: JSON from now on
+        body[field] = query
+        status, headers, payload = await self.exchange(
+            "POST", path, dumps(body), headers={"Content-Type": "application/json"}, trace_id=trace_id
+        )
+        if self.binary is None and status < 400:
+            self.binary = offers_f32(headers.get("Accept-Post"))
+        return self.decode(status, payload)
 
     @staticmethod
     def _search_body(k: int, ef: int | None, exclude_ids: Sequence[str] | None) -> dict[str, Any]:

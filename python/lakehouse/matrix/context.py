@@ -62,13 +62,17 @@ class MatrixContext:
         session: aiohttp.ClientSession,
         config: Config,
         judge_session: aiohttp.ClientSession,
+        upstreams: dict[str, aiohttp.ClientSession] | None = None,
     ) -> MatrixContext:
+        """``upstreams``: a session (its own keep-alive pool) per daemon; ``session`` for
+        the others."""
         s = config.matrixd
+        per = upstreams or {}
         return cls(
             session=session,
-            embedd=EmbeddClient(session, config.upstream("matrixd", "embedd"), timeout=s.embed_timeout),
-            vectord=VectordClient(session, config.upstream("matrixd", "vectord")),
-            queryd=QuerydClient(session, config.upstream("matrixd", "queryd")),
+            embedd=EmbeddClient(per.get("embedd", session), config.upstream("matrixd", "embedd"), timeout=s.embed_timeout),
+            vectord=VectordClient(per.get("vectord", session), config.upstream("matrixd", "vectord")),
+            queryd=QuerydClient(per.get("queryd", session), config.upstream("matrixd", "queryd")),
             settings=s,
             weak_models=list(config.models.weak_models),
             judge_session=judge_session,
@@ -85,7 +89,9 @@ class MatrixContext:
     async def timed(self, aw: Awaitable[T], what: str) -> T:
         """``aw`` under [matrixd].search_timeout; a timeout is an UpstreamError like any other."""
         try:
-            return await asyncio.wait_for(aw, self.settings.search_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every call in a task
+            async with asyncio.timeout(self.settings.search_timeout):
+                return await aw
         except TimeoutError:
             raise UpstreamError(
                 "vectord", None, f"{what} timed out after {self.settings.search_timeout}s"

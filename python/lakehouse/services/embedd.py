@@ -5,6 +5,8 @@ Routes:
   400 for an empty list, an empty text, a non-string, more than ``[embedd].max_texts``
   texts, malformed JSON or an unknown field; 502 when the provider fails or does not finish
   within ``[embedd].timeout`` seconds (one limit for the whole batch).
+  With ``Accept: application/x-lakehouse-f32`` (matrixd sends it) the answer is a binary
+  frame of float32 instead (:mod:`lakehouse.transport`); JSON otherwise.
 - ``GET /embed/stats`` -> ``{hits, misses, hit_rate, size, capacity, provider, default_model}``.
 
 The provider (``hash`` built in, or ``ollama``) sits behind a per-text LRU cache; the logic
@@ -23,6 +25,7 @@ from ..config import Config
 from ..embed import Embedder, EmbedTimeout, InvalidTexts, ProviderError, build_embedder
 from ..openapi import answers as A
 from ..openapi import api_routes
+from ..transport import F32, accepts_f32, encode_frame
 from ..web import APP_CONFIG, ApiError, json_response, make_app, read_json
 
 __all__ = ["create_app", "EMBEDDER"]
@@ -46,6 +49,10 @@ async def handle_embed(request: web.Request) -> web.Response:
         raise ApiError(502, str(exc), code="upstream_timeout") from exc
     except ProviderError as exc:
         raise ApiError.upstream(str(exc)) from exc
+    if accepts_f32(request.headers.get("Accept")):
+        # our own callers (matrixd): the vectors as float32, not JSON text (lakehouse.transport)
+        frame = encode_frame({"model": result.model, "dimension": result.dimension}, result.vectors)
+        return web.Response(body=frame, content_type=F32)
     return json_response(
         {"model": result.model, "dimension": result.dimension, "vectors": result.vectors}
     )

@@ -28,6 +28,8 @@ import aiohttp
 from aiohttp import web
 
 from ..clients.base import UpstreamError
+from ..clients.local import LocalEmbedd, LocalVectord
+from ..clients.pool import HttpPool
 from ..config import Config
 from ..matrix import calibration, corpus, downgrade, playbooks, relevance, retrieve
 from ..matrix.context import MatrixContext, upstream_failure
@@ -52,9 +54,12 @@ from ..web import (
     trace_id,
 )
 
-__all__ = ["create_app", "MATRIX", "CORPUS_JOBS"]
+__all__ = ["create_app", "MATRIX", "CORPUS_JOBS", "LOCAL_PEERS"]
 
 MATRIX: web.AppKey[MatrixContext] = web.AppKey("matrix", MatrixContext)
+#: set by a shared process (lakehouse.web.run_shared): the embedd / vectord apps running in
+#: this process, which matrixd then calls in-process (lakehouse.clients.local)
+LOCAL_PEERS: web.AppKey[dict[str, web.Application]] = web.AppKey("local_peers", dict)
 CORPUS_JOBS: web.AppKey[corpus.CorpusJobs] = web.AppKey("corpus_jobs", corpus.CorpusJobs)
 
 
@@ -170,8 +175,25 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
     # Per-call limits are set by each client call; none for the session as a whole. The judge
     # URL comes from the caller, so it gets a session without the stack's bearer token.
     session = internal_session(config, timeout=aiohttp.ClientTimeout(total=None))
+    # One keep-alive pool per upstream on the search path, so a burst to one daemon never
+    # waits for a connection held by calls to another.
+    upstreams = {name: _pooled_session(config) for name in ("embedd", "vectord")}
     judge_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-    ctx = MatrixContext.from_config(session, config, judge_session=judge_session)
+    ctx = MatrixContext.from_config(session, config, judge_session=judge_session, upstreams=upstreams)
+    peers = app.get(LOCAL_PEERS) or {}
+    if "embedd" in peers:
+        ctx.embedd = LocalEmbedd(
+            upstreams["embedd"], ctx.embedd.base_url, peers["embedd"], timeout=config.matrixd.embed_timeout
+        )
+    if "vectord" in peers:
+        ctx.vectord = LocalVectord(upstreams["vectord"], ctx.vectord.base_url, peers["vectord"])
+    # the hot calls to embedd and vectord go through a lean keep-alive pool each
+    pools = []
+    token = config.auth.resolved_token()
+    for client in (ctx.embedd, ctx.vectord):
+        if client.base_url.startswith("http://"):
+            client.pool = HttpPool(client.base_url, headers={"Authorization": f"Bearer {token}"} if token else None)
+            pools.append(client.pool)
     app[MATRIX] = ctx
     app[CORPUS_JOBS] = corpus.CorpusJobs(ctx)
     try:
@@ -179,7 +201,24 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[CORPUS_JOBS].close()
         await session.close()
+        for s in upstreams.values():
+            await s.close()
+        for pool in pools:
+            pool.close()
         await judge_session.close()
+
+
+def _pooled_session(config: Config) -> aiohttp.ClientSession:
+    """A session for one upstream daemon: its own connection pool (kept alive below the
+    daemons' 75 s idle limit), no cookie jar, no decompression of our own JSON."""
+    return internal_session(
+        config,
+        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30.0),
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 def create_app(config: Config) -> web.Application:

@@ -44,6 +44,7 @@ from ..config import Config
 from ..data.storage import open_store, put_limit
 from ..openapi import answers as A
 from ..openapi import api_routes
+from ..transport import ACCEPT_POST, F32, FrameError, decode_frame
 from ..vectors import (
     IndexExists,
     IndexNotFound,
@@ -377,31 +378,66 @@ def _not_durable(exc: WalError) -> ApiError:
     return ApiError(503, f"{exc}; the change is applied in memory but may not survive a crash")
 
 
+class SearchHeader(msgspec.Struct, forbid_unknown_fields=True):
+    """A binary search body's header (lakehouse.transport); the vector(s) follow it."""
+
+    k: int = 10
+    ef: int | None = None
+    exclude_ids: list[str] | None = None
+
+
+#: announced on search answers: the route also takes binary frames (lakehouse.transport)
+_SEARCH_HEADERS = {"Accept-Post": ACCEPT_POST}
+
+
+def _search_body(request: web.Request, data: bytes) -> tuple[np.ndarray | None, np.ndarray | None, SearchHeader | SearchRequest]:
+    """``(one query, batch, params)`` of a search body, JSON or a binary frame (400 if bad)."""
+    if request.content_type == F32:
+        try:
+            header, arr = decode_frame(data)
+            params = msgspec.convert(header, SearchHeader, strict=True)
+        except FrameError as exc:
+            raise ApiError.bad_request(str(exc)) from None
+        except msgspec.ValidationError as exc:
+            raise ApiError.bad_request(f"binary body: header: {exc}") from None
+        return (arr, None, params) if arr.ndim == 1 else (None, arr, params)
+    body = decode_json(data, SearchRequest)
+    query = None
+    if body.vector is not None:
+        with np.errstate(over="ignore"):  # 1e39 -> inf, which the core rejects
+            query = np.asarray(body.vector, dtype=np.float32)
+    # the batch stays lists here: each row is checked against the index's dimension below
+    return query, body.vectors, body  # type: ignore[return-value]
+
+
 async def handle_search(request: web.Request) -> web.Response:
     state = _state(request)
-    body = decode_json(await request.read(), SearchRequest)
+    query, batch, params = _search_body(request, await request.read())
     entry = _index(request)
-    if (body.vector is None) == (body.vectors is None):
+    if (query is None) == (batch is None):
         raise ApiError.bad_request("give exactly one of 'vector' (one query) or 'vectors' (a batch)")
+    k, ef, exclude = params.k, params.ef, params.exclude_ids
     try:
-        if body.vector is not None:
-            with np.errstate(over="ignore"):  # 1e39 -> inf, which the core rejects
-                query = np.asarray(body.vector, dtype=np.float32)
-            k, ef, exclude = body.k, body.ef, body.exclude_ids
+        if query is not None:
             if entry.count * entry.index.dims <= INLINE_SEARCH_FLOATS:
                 # Cheaper than the hop to a thread and back.
                 answer = _answer(entry.search(query, k, ef, exclude))
             else:
                 answer = await state.searches.search(entry, query, k, ef, exclude)
-            return web.Response(body=answer, content_type="application/json")
+            return web.Response(body=answer, content_type="application/json", headers=_SEARCH_HEADERS)
         dims = entry.index.dims
-        for i, row in enumerate(body.vectors or []):
-            if len(row) != dims:
-                raise ValueError(f"vectors[{i}] has {len(row)} dimensions, index {entry.name!r} has {dims}")
-        with np.errstate(over="ignore"):
-            queries = np.asarray(body.vectors, dtype=np.float32).reshape(-1, dims)
-        rows = await state.read(entry.search_batch, queries, body.k, body.ef, body.exclude_ids)
-        return json_response({"results": [_hits_json(r) for r in rows]})
+        if isinstance(batch, np.ndarray):
+            if batch.shape[1] != dims:
+                raise ValueError(f"vectors have {batch.shape[1]} dimensions, index {entry.name!r} has {dims}")
+            queries = batch
+        else:
+            for i, row in enumerate(batch or []):
+                if len(row) != dims:
+                    raise ValueError(f"vectors[{i}] has {len(row)} dimensions, index {entry.name!r} has {dims}")
+            with np.errstate(over="ignore"):
+                queries = np.asarray(batch, dtype=np.float32).reshape(-1, dims)
+        rows = await state.read(entry.search_batch, queries, k, ef, exclude)
+        return json_response({"results": [_hits_json(r) for r in rows]}, headers=_SEARCH_HEADERS)
     except ValueError as exc:
         raise ApiError.bad_request(str(exc)) from None
 
