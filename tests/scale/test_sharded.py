@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from scalekit import assert_same_answer
 
 from lakehouse.data.storage import LocalStore
 from lakehouse.index import VectorIndex
@@ -27,20 +28,6 @@ from lakehouse.scale import (
 from lakehouse.vectors import IndexParams, ItemNotFound
 
 DIMS = 4
-
-
-def assert_same_answer(got, ref: VectorIndex, query, k, exclude=None) -> None:
-    """``got`` is a correct top-k of ``ref`` (an exact scan below the brute-force
-    threshold): the same distances, and each hit's distance is that item's true distance
-    (ties may come in another order)."""
-    want = ref.search(query, k, exclude_ids=exclude)
-    everything = {h.id: h.distance for h in ref.search(query, max(1, len(ref)), exclude_ids=exclude)}
-    assert len(got) == len(want)
-    np.testing.assert_allclose([h.distance for h in got], [h.distance for h in want], rtol=1e-5, atol=1e-6)
-    assert len({h.id for h in got}) == len(got)
-    for h in got:
-        assert h.id in everything
-        assert abs(h.distance - everything[h.id]) <= 1e-5
 
 
 def test_placement_is_stable_and_spread() -> None:
