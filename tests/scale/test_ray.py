@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from scalekit import assert_same_answer, needs_ray
 
@@ -167,3 +168,24 @@ def test_killing_a_replica_under_load_loses_nothing(sharded) -> None:
             got = backend.results([backend.call(ix._handles[s][r], "get", item)], 30)[0]
             assert got is not None and not isinstance(got, BaseException), (item, s, r, got)
     assert ix.count == 200 + len(acknowledged)
+
+
+def test_a_corpus_builds_through_a_ray_data_pipeline(sharded) -> None:
+    from lakehouse.embed.hashing import hash_embed
+    from lakehouse.scale.pipeline import build_corpus
+
+    ix, _ = sharded("corpus", 64, shards=2, replicas=2)
+    roles = ["picker", "packer", "driver", "forklift operator"]
+    rows = [{"id": f"w{i}", "text": f"{roles[i % 4]} with {i % 7} years in zone {i % 5}", "role": roles[i % 4]}
+            for i in range(600)]
+    rows.append({"id": "", "text": "no id", "role": "x"})
+    stats = build_corpus(ix, rows, dimension=64, metadata_columns=["role"], batch_size=100,
+                         concurrency=2, progress=False)
+    assert stats == {**stats, "rows": 601, "added": 600, "updated": 0, "skipped": 1}
+    assert ix.count == 600
+    # The vectors are the hash embedder's, byte for byte: the pipeline embedded each row's text.
+    vec, meta = ix.get("w123")
+    assert np.allclose(vec, hash_embed([rows[123]["text"]], 64)[0])
+    assert meta == orjson.dumps({"role": roles[123 % 4]})  # raw JSON bytes, as vectord keeps them
+    with pytest.raises(ValueError, match="provider"):
+        build_corpus(ix, rows, provider="nope")
