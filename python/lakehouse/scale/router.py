@@ -176,6 +176,8 @@ class ShardedIndex:
             ix._check_all(ix._broadcast("install", empty))
         except BaseException:
             ix.close(save=False)
+            if store is not None:  # a half-made index must not be reattached at the next start
+                store.delete(layout_key(params.name))
             raise
         ix._refresh_counts()
         ix.start_healer(heal_interval)
