@@ -19,7 +19,6 @@ from lakehouse.index import VectorIndex
 from lakehouse.scale import (
     LocalBackend,
     ShardedIndex,
-    ShardUnavailable,
     group_by_shard,
     read_layouts,
     shard_of,
@@ -146,44 +145,28 @@ class CrashingReplicas(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.ix.close(save=False)
 
+    # With at most one replica of a shard down at a time, nothing may fail: every write is
+    # acknowledged and every search answered (a failed replica is failed over inside the call).
     @rule(items=st.dictionaries(st.from_regex(r"[a-f]{1,2}", fullmatch=True), vectors, min_size=1, max_size=8))
     def add(self, items) -> None:
         ids = list(items)
         arr = np.array([items[i] for i in ids], np.float32)
-        up = self._answering()
-        try:
-            got = self.ix.add(ids, arr)
-        except ShardUnavailable:
-            # Not acknowledged; the shards that answered have their part (documented).
-            assert not all(shard_of(i, 3) in up for i in ids)
-            part = [n for n, i in enumerate(ids) if shard_of(i, 3) in up]
-            if part:
-                self.ref.add([ids[n] for n in part], arr[part])
-            return
-        assert got == self.ref.add(ids, arr)
+        assert self.ix.add(ids, arr) == self.ref.add(ids, arr)
 
     @rule(ids=st.lists(st.from_regex(r"[a-f]{1,2}", fullmatch=True), max_size=4))
     def delete(self, ids) -> None:
-        up = self._answering()
-        try:
-            got = self.ix.delete(ids)
-        except ShardUnavailable:
-            assert not all(shard_of(i, 3) in up for i in ids)
-            self.ref.delete([i for i in ids if shard_of(i, 3) in up])
-            return
-        assert got == self.ref.delete(ids)
-
-    def _answering(self) -> set[int]:
-        """The shards with a replica in sync that has not crashed."""
-        return {
-            s
-            for s in range(3)
-            if any(id(self.ix._handles[s][r]) not in self.backend.crashed for r in self.ix._live(s))
-        }
+        assert self.ix.delete(ids) == self.ref.delete(ids)
 
     @rule(shard=st.integers(0, 2), replica=st.integers(0, 1))
     def crash(self, shard, replica) -> None:
-        self.backend.crash(self.ix._handles[shard][replica])
+        # The fault model of 2 replicas: one of a shard at a time. (Every replica of a shard
+        # down is a 503 on the wire: tests/scale/test_vectord_sharded.py.)
+        others = [
+            r for r in self.ix._live(shard)
+            if r != replica and id(self.ix._handles[shard][r]) not in self.backend.crashed
+        ]
+        if others:
+            self.backend.crash(self.ix._handles[shard][replica])
 
     @rule()
     def heal(self) -> None:
@@ -193,32 +176,22 @@ class CrashingReplicas(RuleBasedStateMachine):
     @rule(q=vectors, k=st.integers(1, 6))
     def search(self, q, k) -> None:
         query = np.array(q, np.float32)
-        try:
-            got = self.ix.search(query, k)
-        except ShardUnavailable:
-            return
+        got = self.ix.search(query, k)
         assert_same_answer(got, self.ref, query, k)
 
     @invariant()
-    def counts_match_when_every_shard_answers(self) -> None:
-        for s in range(3):
-            live = self.ix._live(s)
-            if not live:
-                return
-        self.ix._refresh_counts()
-        # A ShardUnavailable add may have reached some shards: compare only if none failed.
+    def every_replica_in_sync_holds_exactly_its_shard(self) -> None:
         ids = set(self.ref.ids())
-        for s in range(3):
-            for r in self.ix._live(s):
-                replica = self.ix._handles[s][r]
+        for shard in range(3):
+            want = {i for i in ids if shard_of(i, 3) == shard}
+            for r in self.ix._live(shard):
+                replica = self.ix._handles[shard][r]
                 if id(replica) in self.backend.crashed:
-                    continue
-                mine = {i for i in replica.entry.index.ids()}
-                assert {i for i in ids if shard_of(i, 3) == s} <= mine
+                    continue  # not noticed yet: the next call to it marks it out of sync
+                assert set(replica.entry.index.ids()) == want
+        assert self.ix.count == len(ids)
 
 
-# Crashing every replica of a shard makes later writes unavailable, and a shard with no
-# replica in sync cannot heal: the machine explores that too (writes are then refused).
 TestCrashingReplicas = CrashingReplicas.TestCase
 TestCrashingReplicas.settings = __import__("hypothesis").settings(max_examples=40, stateful_step_count=30)
 
