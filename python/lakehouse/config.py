@@ -239,6 +239,10 @@ class VectordConfig(ServiceSection):
     #: the write-ahead logs' directory, on the local disk even with the S3 backend;
     #: relative paths are under data_dir
     wal_dir: str = "wal/vectord"
+    #: the Ray cluster that runs the replicas of sharded indexes (docs/scale-out.md): "" =
+    #: none (creating an index with shards or replicas above 1 is refused), "auto" = the
+    #: cluster this machine belongs to, "local" = start one inside vectord, or "host:port"
+    ray_address: str = ""
 
     def validate(self, section: str) -> None:
         super().validate(section)

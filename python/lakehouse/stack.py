@@ -531,9 +531,30 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--grace", type=float, default=10.0, help="seconds a daemon may take to stop before SIGKILL"
     )
+    parser.add_argument(
+        "--engine", choices=("process", "ray"), default="process",
+        help="process: each daemon a child process; ray: each daemon a Ray actor, sharded "
+        "indexes spread over the cluster (the ray extra; docs/scale-out.md)",
+    )
+    parser.add_argument(
+        "--address", help="with --engine ray: the Ray cluster to join (default: start one here)"
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config, data_dir=args.data_dir)
     only = args.only.split(",") if args.only else None
+    launcher = default_launcher
+    if args.engine == "ray":
+        try:
+            from .scale.engine import ray_launcher, start_cluster
+
+            start_cluster(args.address)
+        except ImportError as exc:
+            print(f"lakehouse up: --engine ray needs the ray extra: pip install 'lakehouse[ray]' ({exc})", file=sys.stderr)
+            return 1
+        launcher = ray_launcher
+    elif args.address:
+        print("lakehouse up: --address goes with --engine ray", file=sys.stderr)
+        return 2
 
     interrupted = threading.Event()
     stop_code = {"signal": 0}
@@ -551,6 +572,7 @@ def main(argv: list[str]) -> int:
             log=sys.stdout,
             startup_timeout=args.timeout,
             grace=args.grace,
+            launcher=launcher,
             interrupted=interrupted,
         )
     except StackError as exc:

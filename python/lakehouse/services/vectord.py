@@ -2,7 +2,9 @@
 
 Routes (docs/vectord.md has the shapes, defaults and decisions):
 - ``POST   /vectors/index``                 create ``{name, dimension, distance?, m?,
-  ef_search?, ef_construction?}`` -> 201 with the index info; 400 bad params, 409 taken
+  ef_search?, ef_construction?, shards?, replicas?}`` -> 201 with the index info; 400 bad
+  params, 409 taken. Shards or replicas above 1 (docs/scale-out.md): a sharded index whose
+  replicas run on the Ray cluster of ``[vectord].ray_address`` (400 when none is set)
 - ``GET    /vectors/index``                 ``{indexes: [info...]}``
 - ``GET    /vectors/index/{name}``          info + core stats + persistence counters
 - ``DELETE /vectors/index/{name}``          the index and its saved object
@@ -44,6 +46,13 @@ from ..config import Config
 from ..data.storage import open_store, put_limit
 from ..openapi import answers as A
 from ..openapi import api_routes
+from ..scale.placement import validate_layout
+from ..scale.service import (
+    SHARD_BACKEND,
+    ShardedIndexes,
+    ShardingUnavailable,
+    shard_errors_middleware,
+)
 from ..transport import ACCEPT_POST, F32, FrameError, decode_frame
 from ..vectors import (
     IndexExists,
@@ -198,6 +207,8 @@ class Vectord:
     """The daemon's state: the registry and the pools native calls run on."""
 
     registry: VectorRegistry
+    #: indexes with more than 1 shard or replica (lakehouse.scale)
+    sharded: ShardedIndexes
     reads: ThreadPoolExecutor
     writes: ThreadPoolExecutor
     searches: SearchBatcher
@@ -223,6 +234,8 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
     m: int = 16
     ef_search: int = 64
     ef_construction: int = 200
+    shards: int = 1
+    replicas: int = 1
 
 
 class AddItem(msgspec.Struct, forbid_unknown_fields=True):
@@ -263,9 +276,13 @@ def _state(request: web.Request) -> Vectord:
 
 def _index(request: web.Request, name: str | None = None) -> NamedIndex:
     name = request.match_info["name"] if name is None else name
+    state = request.app[VECTORD]
     try:
-        return request.app[VECTORD].registry.get(name)
+        return state.registry.get(name)
     except IndexNotFound as exc:
+        if name in state.sharded:
+            # The same routes and shapes (lakehouse.scale.ShardedIndex speaks NamedIndex's).
+            return state.sharded.get(name)  # type: ignore[return-value]
         raise ApiError.not_found(str(exc)) from None
 
 
@@ -319,6 +336,10 @@ async def handle_create(request: web.Request) -> web.Response:
     params = IndexParams(
         body.name, body.dimension, body.distance, body.m, body.ef_search, body.ef_construction
     )
+    if (body.shards, body.replicas) != (1, 1):
+        return await _create_sharded(request, params, body.shards, body.replicas)
+    if params.name in _state(request).sharded:
+        raise ApiError.conflict(str(IndexExists(params.name)))
     try:
         # Off the loop: with a log, creating the index's first segment is an fsync.
         entry = await asyncio.to_thread(_state(request).registry.create, params)
@@ -331,8 +352,24 @@ async def handle_create(request: web.Request) -> web.Response:
     return json_response(entry.params(), status=201)
 
 
+async def _create_sharded(request: web.Request, params: IndexParams, shards: int, replicas: int) -> web.Response:
+    state = _state(request)
+    try:
+        validate_layout(shards, replicas)
+        entry = await asyncio.to_thread(
+            state.sharded.create, params, shards, replicas, state.registry.__contains__
+        )
+    except (ValueError, ShardingUnavailable) as exc:
+        raise ApiError.bad_request(str(exc)) from None
+    except IndexExists as exc:
+        raise ApiError.conflict(str(exc)) from None
+    return json_response(entry.params(), status=201)
+
+
 async def handle_list(request: web.Request) -> web.Response:
-    return json_response({"indexes": [e.params() for e in _state(request).registry.indexes()]})
+    state = _state(request)
+    entries = [*state.registry.indexes(), *state.sharded.indexes()]
+    return json_response({"indexes": [e.params() for e in sorted(entries, key=lambda e: e.name)]})
 
 
 async def handle_info(request: web.Request) -> web.Response:
@@ -344,7 +381,8 @@ async def handle_drop(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     try:
         # Blocking: waits for a save in flight, then removes the object.
-        await state.write(state.registry.drop, name)
+        drop = state.sharded.drop if name in state.sharded else state.registry.drop
+        await state.write(drop, name)
     except IndexNotFound as exc:
         raise ApiError.not_found(str(exc)) from None
     except SaveFailed as exc:
@@ -372,6 +410,11 @@ async def handle_add(request: web.Request) -> web.Response:
     except WalError as exc:
         raise _not_durable(exc) from None
     return json_response({"added": added, "updated": updated})
+
+
+def _remote(entry: Any) -> bool:
+    """A sharded index: its calls go to other processes, never run on the event loop."""
+    return getattr(entry, "remote", False)
 
 
 def _not_durable(exc: WalError) -> ApiError:
@@ -419,7 +462,7 @@ async def handle_search(request: web.Request) -> web.Response:
     k, ef, exclude = params.k, params.ef, params.exclude_ids
     try:
         if query is not None:
-            if entry.count * entry.index.dims <= INLINE_SEARCH_FLOATS:
+            if entry.count * entry.index.dims <= INLINE_SEARCH_FLOATS and not _remote(entry):
                 # Cheaper than the hop to a thread and back.
                 answer = _answer(entry.search(query, k, ef, exclude))
             else:
@@ -460,7 +503,7 @@ async def handle_get_item(request: web.Request) -> web.Response:
     entry = _index(request)
     item = request.match_info["id"]
     try:
-        vector, metadata = entry.get(item)
+        vector, metadata = await asyncio.to_thread(entry.get, item) if _remote(entry) else entry.get(item)
     except ItemNotFound as exc:
         raise ApiError.not_found(str(exc)) from None
     out: dict[str, Any] = {"id": item, "vector": vector}
@@ -476,8 +519,8 @@ async def handle_merge(request: web.Request) -> web.Response:
     try:
         if source == body.dest:
             raise ValueError(f"cannot merge index {source!r} into itself")
-        _index(request)
-        _index(request, body.dest)
+        if _remote(_index(request)) or _remote(_index(request, body.dest)):
+            raise ValueError("merge does not support sharded indexes (docs/scale-out.md)")
         result = await state.write(state.registry.merge, source, body.dest, body.clear_source)
     except ValueError as exc:
         raise ApiError.bad_request(str(exc)) from None
@@ -526,9 +569,18 @@ async def _vectord_ctx(app: web.Application) -> AsyncIterator[None]:
         raise
     if loaded:
         log.info("vectord: loaded %d index(es): %s", len(loaded), ", ".join(loaded))
+    sharded = ShardedIndexes(config, store, app.get(SHARD_BACKEND))
+    try:
+        if names := await asyncio.to_thread(sharded.load_all):
+            log.info("vectord: reattached %d sharded index(es): %s", len(names), ", ".join(names))
+    except BaseException:
+        await asyncio.to_thread(registry.close)
+        await asyncio.to_thread(store.close)
+        raise
     reads = ThreadPoolExecutor(_search_threads(section.search_threads), "vectord-read")
     state = Vectord(
         registry=registry,
+        sharded=sharded,
         reads=reads,
         writes=ThreadPoolExecutor(section.write_threads, "vectord-write"),
         searches=SearchBatcher(reads, max_inflight=min(reads._max_workers, os.cpu_count() or 1)),
@@ -540,6 +592,7 @@ async def _vectord_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         # A clean shutdown saves everything acknowledged so far.
         await asyncio.to_thread(registry.close)
+        await asyncio.to_thread(sharded.close)
         state.reads.shutdown(wait=True)
         state.writes.shutdown(wait=True)
         await asyncio.to_thread(store.close)
@@ -548,7 +601,7 @@ async def _vectord_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     """The vectord application for ``config`` (its ``[vectord]`` section; objects go through
     the store ``[storaged]`` describes)."""
-    app = make_app("vectord", config)
+    app = make_app("vectord", config, middlewares=[shard_errors_middleware])
     app.cleanup_ctx.append(_vectord_ctx)
     r = api_routes(app)
     # aiohttp tries dynamic routes in registration order: the hot ones first.
