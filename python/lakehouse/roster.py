@@ -27,7 +27,7 @@ from typing import TextIO
 
 import orjson
 
-__all__ = ["COLUMNS", "FORMATS", "ROLES", "CITIES", "iter_roster", "write_roster", "main"]
+__all__ = ["ACTIVE_AVAILABILITY", "COLUMNS", "FORMATS", "ROLES", "CITIES", "iter_roster", "write_roster", "main"]
 
 #: output formats of write_roster / gen-roster
 FORMATS = ("csv", "jsonl")
@@ -204,6 +204,8 @@ _SHIFTS = ("Day", "Night", "Swing", "Weekend", "Rotating")
 _SHIFT_WEIGHTS = (40, 25, 15, 10, 10)
 _AVAILABILITY = ("Immediate", "1 week", "2 weeks", "Part-time", "On assignment")
 _AVAILABILITY_WEIGHTS = (35, 20, 15, 15, 15)
+#: the availabilities of workers who can take a shift (validatord refuses "On assignment" fills)
+ACTIVE_AVAILABILITY = tuple(a for a in _AVAILABILITY if a != "On assignment")
 
 
 def iter_roster(n: int, seed: int = 1) -> Iterator[tuple[str | int | float, ...]]:

@@ -36,7 +36,7 @@ async def start_stack(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"".join(
             orjson.dumps({"candidate_id": r["worker_id"], "name": r["name"], "role": r["role"], "city": r["city"],
-                          "state": r["state"], "status": "active"}) + b"\n"
+                          "state": r["state"], "availability": r["availability"]}) + b"\n"
             for r in rows
         ))
         config = config.replace("validatord", roster_path=str(path))
@@ -60,6 +60,6 @@ async def start_stack(
         _, dim, vecs = await EmbeddClient(session, urls["embedd_url"]).embed(texts)
         vec = VectordClient(session, urls["vectord_url"])
         await vec.create("workers", dim)
-        meta = [{"name": r["name"], "role": r["role"], "city": r["city"], "rating": r["rating"]} for r in rows]
+        meta = [{k: r[k] for k in ("name", "role", "city", "availability", "rating")} for r in rows]
         await vec.add("workers", [r["worker_id"] for r in rows], vecs, meta)
     return _url(g)

@@ -7,7 +7,7 @@ then the report gives each scenario's count, rate, p50, p99 and failures (the ba
 | scenario | weight | what it does (a failure is any step below not answering as stated) |
 |---|---|---|
 | cold_search_email | 35% | search; draft an email to the top worker; ``/v1/validate`` kind email, ``_context.candidate_id`` = that worker: 200 |
-| surge_fill_validate | 15% | search; the top ``n`` as fills; ``/v1/validate`` kind fill (``target_count`` n): 200; record the top answer in the playbook |
+| surge_fill_validate | 15% | search among available workers; the top ``n`` as fills; ``/v1/validate`` kind fill (``target_count`` n): 200; record the top answer in the playbook |
 | profile_swap | 15% | search; search again with ``exclude_ids`` = the first answer: no id in both |
 | repeat_cache | 15% | the same search 5 times (embedd's cache path): 5 answers |
 | sms_validate | 10% | an SMS under 160 characters with a phone number (the SSN false-positive guard): 200 |
@@ -16,7 +16,11 @@ then the report gives each scenario's count, rate, p50, p99 and failures (the ba
 Demands are drawn from the synthetic roster's vocabulary (role x city) with ``--seed``.
 The email and fill checks need validatord's roster to hold the corpus's workers (as the
 reference's run did); ``--no-roster`` leaves the candidate out of the email context and
-skips the fill validation for stacks whose validatord has no roster. Emails and SMS are
+skips the fill validation for stacks whose validatord has no roster. A coordinator fills a
+surge from workers who can take it: the fill search asks only for the roster's available
+workers (``metadata_filter`` on ``availability``, as the corpus built from ``gen-roster``
+carries it, with ``per_corpus_k`` 8n since the filter applies after each corpus's top hits),
+since validatord refuses a fill naming a worker "On assignment". Emails and SMS are
 drafted from templates here (no LLM call): the harness measures the request path.
 """
 
@@ -32,7 +36,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from ..roster import CITIES, ROLES
+from ..roster import ACTIVE_AVAILABILITY, CITIES, ROLES
 from . import add_stack_args
 from .client import HarnessError as ScenarioFailure
 from .client import StackClient, terminal_progress
@@ -145,7 +149,9 @@ class _Scenarios:
     async def surge_fill_validate(self, rng: random.Random) -> None:
         query = _demand(rng)
         n = rng.randint(2, 5)
-        results = await self.search(query, k=n)
+        # the filter applies after each corpus's top per_corpus_k: ask for enough to keep n
+        available = {"metadata_filter": {"availability": list(ACTIVE_AVAILABILITY)}, "per_corpus_k": 8 * n} if self.roster else {}
+        results = await self.search(query, k=n, **available)
         if self.roster:
             fills = [{"candidate_id": r["id"], "name": (r.get("metadata") or {}).get("name", "")} for r in results]
             fills = [{k: v for k, v in f.items() if v} for f in fills]
