@@ -54,7 +54,7 @@ def test_a_changed_configuration_reads_back_equal(tmp_path):
         .replace("chatd", disabled_providers=["kimi"], timeout_secs=1e-3)
         .replace("models", weak_models=[])
         .replace("storaged", backend="s3", max_put_bytes=1)
-        .replace("pathwayd", fsync=True)
+        .replace("pathwayd", fsync=False)
     )
     path = tmp_path / "c.toml"
     path.write_text(dump_toml(cfg))

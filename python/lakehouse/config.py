@@ -342,9 +342,10 @@ class PathwaydConfig(ServiceSection):
     port: int = DAEMON_PORTS["pathwayd"]
     #: JSONL event log; relative paths are under data_dir; "" = in memory only
     persist_path: str = "pathway/events.jsonl"
-    #: fsync the log after every event (survives power loss; slower). Off: each event is
-    #: written whole to the OS before the answer, so it survives a crash of the process.
-    fsync: bool = False
+    #: answer once the event is fsynced (survives power loss; concurrent writers share one
+    #: fsync). false: each event is written whole to the OS before the answer, so it
+    #: survives a crash of the process but not of the machine.
+    fsync: bool = True
 
 
 @dataclass(frozen=True)
@@ -354,8 +355,8 @@ class ObserverdConfig(ServiceSection):
     persist_path: str = "observer/ops.jsonl"
     matrixd_url: str = ""
     chatd_url: str = ""
-    #: fsync the op log after every op (see [pathwayd].fsync)
-    fsync: bool = False
+    #: answer once the op is fsynced (see [pathwayd].fsync)
+    fsync: bool = True
     #: seconds one workflow node may run (0 = no limit); chatd's own limit is 120 s
     workflow_node_timeout: float = 300.0
 

@@ -111,12 +111,12 @@ def _present(p: Proc, daemon: str, keys: list[str]) -> set[str]:
     [
         ("storaged", {}),
         ("catalogd", {}),
-        ("pathwayd", {}),
-        ("pathwayd", {"LAKEHOUSE_PATHWAYD_FSYNC": "true"}),  # group commit
+        ("pathwayd", {"LAKEHOUSE_PATHWAYD_FSYNC": "false"}),
+        ("pathwayd", {}),  # fsync, group commit (the default)
+        ("observerd", {"LAKEHOUSE_OBSERVERD_FSYNC": "false"}),
         ("observerd", {}),
-        ("observerd", {"LAKEHOUSE_OBSERVERD_FSYNC": "true"}),
     ],
-    ids=["storaged", "catalogd", "pathwayd", "pathwayd-fsync", "observerd", "observerd-fsync"],
+    ids=["storaged", "catalogd", "pathwayd-os", "pathwayd-fsync", "observerd-os", "observerd-fsync"],
 )
 def test_acknowledged_writes_survive_sigkill(tmp_path, daemon, env):
     p = Proc(daemon, tmp_path / "data", env)
