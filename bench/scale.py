@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         args.n, args.dims, args.queries, args.shards, args.seconds = 2000, 32, 100, "1,2", 1.0
     shard_counts = [int(s) for s in args.shards.split(",")]
 
-    from lakehouse.index import VectorIndex
     from lakehouse.scale import LocalBackend, ShardedIndex
-    from lakehouse.vectors import IndexParams, NamedIndex
+    from lakehouse.vectors.index import VectorIndex
+    from lakehouse.vectors.registry import IndexParams, NamedIndex
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.n, args.dims)).astype(np.float32)

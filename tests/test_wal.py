@@ -1,4 +1,4 @@
-"""lakehouse.wal: frames and torn tails, group commit, rotation and checkpoints, failures."""
+"""lakehouse.vectors.wal: frames and torn tails, group commit, rotation and checkpoints, failures."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from lakehouse import wal as wal_mod
-from lakehouse.wal import MAGIC, WalError, WriteAheadLog, list_segments, read_segment
+from lakehouse.vectors import wal as wal_mod
+from lakehouse.vectors.wal import MAGIC, WalError, WriteAheadLog, list_segments, read_segment
 
 
 def payloads(n: int) -> list[bytes]:

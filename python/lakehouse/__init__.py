@@ -14,12 +14,12 @@ __version__ = "0.1.0"
 __all__ = ["VectorIndex", "Hit", "SaveCoalescer", "__version__"]
 
 if TYPE_CHECKING:
-    from .index import Hit, SaveCoalescer, VectorIndex
+    from .vectors.index import Hit, SaveCoalescer, VectorIndex
 
 
 def __getattr__(name: str) -> Any:
     if name in ("VectorIndex", "Hit", "SaveCoalescer"):
-        from . import index
+        from .vectors import index
 
         return getattr(index, name)
     raise AttributeError(f"module 'lakehouse' has no attribute {name!r}")

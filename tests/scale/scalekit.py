@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lakehouse.index import VectorIndex
+from lakehouse.vectors.index import VectorIndex
 
 try:
     import ray  # noqa: F401

@@ -18,8 +18,8 @@ import pytest
 from scalekit import assert_same_answer, needs_ray
 
 from lakehouse.data.storage import LocalStore
-from lakehouse.index import VectorIndex
-from lakehouse.vectors import IndexParams
+from lakehouse.vectors.index import VectorIndex
+from lakehouse.vectors.registry import IndexParams
 
 pytestmark = [pytest.mark.ray, needs_ray, pytest.mark.timeout(240)]
 

@@ -15,7 +15,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from scalekit import assert_same_answer
 
 from lakehouse.data.storage import LocalStore
-from lakehouse.index import VectorIndex
 from lakehouse.scale import (
     LocalBackend,
     ShardedIndex,
@@ -24,7 +23,8 @@ from lakehouse.scale import (
     shard_of,
     validate_layout,
 )
-from lakehouse.vectors import IndexParams, ItemNotFound
+from lakehouse.vectors.index import VectorIndex
+from lakehouse.vectors.registry import IndexParams, ItemNotFound
 
 DIMS = 4
 

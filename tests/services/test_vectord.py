@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from lakehouse import VectorIndex
 from lakehouse.data.storage import open_store
 from lakehouse.services.vectord import VECTORD, create_app
-from lakehouse.vectors import MAX_K, object_key
+from lakehouse.vectors.registry import MAX_K, object_key
 
 
 @pytest.fixture
@@ -389,9 +389,9 @@ async def test_search_batch_answers_a_list_per_query(client):
 
 
 async def test_batch_search_results_are_bounded(client, monkeypatch):
-    import lakehouse.vectors
+    import lakehouse.vectors.registry
 
-    monkeypatch.setattr(lakehouse.vectors, "MAX_BATCH_RESULTS", 20)
+    monkeypatch.setattr(lakehouse.vectors.registry, "MAX_BATCH_RESULTS", 20)
     await create(client, "w", 2, distance="euclidean")
     await add(client, "w", [{"id": f"i{j}", "vector": [j, 0]} for j in range(10)])
     assert len(await search(client, "w", vectors=[[0, 0]] * 4, k=5)) == 4  # 20 results: fine

@@ -22,7 +22,7 @@ from lakehouse import VectorIndex
 from lakehouse.data.storage import StorageError, open_store
 from lakehouse.services import vectord as vectord_service
 from lakehouse.services.vectord import create_app
-from lakehouse.vectors import object_key
+from lakehouse.vectors.registry import object_key
 from testkit import free_port
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The library behind vectord (lakehouse.vectors): save spacing and coalescing, flush, drop
+"""The library behind vectord (lakehouse.vectors.registry): save spacing and coalescing, flush, drop
 races, merge in chunks; and a model-based property test of add / delete over HTTP."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from lakehouse import VectorIndex
 from lakehouse.data.storage import LocalStore
 from lakehouse.services.vectord import create_app
-from lakehouse.vectors import (
+from lakehouse.vectors.registry import (
     IndexExists,
     IndexNotFound,
     IndexParams,
@@ -245,7 +245,7 @@ def test_an_unclosed_registry_saves_and_exits_cleanly(tmp_path):
     script = f"""
 import numpy as np
 from lakehouse.data.storage import LocalStore
-from lakehouse.vectors import IndexParams, VectorRegistry
+from lakehouse.vectors.registry import IndexParams, VectorRegistry
 reg = VectorRegistry(LocalStore({str(tmp_path)!r}), save_min_interval=0.0, durability="none")
 ix = reg.create(IndexParams("w", 8))
 for j in range(20):

@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lakehouse import wal as wal_mod
 from lakehouse.data.storage import LocalStore, open_store
 from lakehouse.services.vectord import create_app
-from lakehouse.vectors import IndexParams, VectorRegistry, object_key
-from lakehouse.wal import WriteAheadLog
+from lakehouse.vectors import wal as wal_mod
+from lakehouse.vectors.registry import IndexParams, VectorRegistry, object_key
+from lakehouse.vectors.wal import WriteAheadLog
 
 DIMS = 4
 
@@ -389,7 +389,7 @@ def test_durability_is_validated():
 def test_a_create_racing_another_of_the_same_name_finds_the_index(tmp_path, monkeypatch):
     """Two creates of one name at once (matrixd's exist_ok on a new playbook corpus): the
     second waits for the first and then says "exists", so the caller's next add finds it."""
-    from lakehouse.vectors import IndexExists
+    from lakehouse.vectors.registry import IndexExists
 
     reg = registry(tmp_path)
     slow_open = reg._open_wal

@@ -67,7 +67,7 @@ class LocalVectord(VectordClient):
 
     def _entry(self, name: str) -> Any:
         from ..services.vectord import VECTORD
-        from ..vectors import IndexNotFound
+        from ..vectors.registry import IndexNotFound
 
         state = self.peer[VECTORD]
         try:
@@ -97,7 +97,7 @@ class LocalVectord(VectordClient):
 
     async def get_item(self, name: str, item_id: str, *, trace_id: str | None = None) -> dict[str, Any]:
         from ..services.vectord import _metadata_out
-        from ..vectors import ItemNotFound
+        from ..vectors.registry import ItemNotFound
 
         if item_id in (".", ".."):
             raise ValueError(f"item id {item_id!r} cannot be addressed in a URL path")

@@ -15,7 +15,7 @@ from ..clients.embedd import EmbeddClient
 from ..clients.queryd import QuerydClient
 from ..clients.vectord import VectordClient
 from ..config import Config, MatrixdConfig
-from ..vectors import NAME_PATTERN
+from ..vectors.registry import NAME_PATTERN
 from ..web import ApiError
 from .calibration import Calibrator
 

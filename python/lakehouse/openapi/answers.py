@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..vectors import MergeResult
+from ..vectors.registry import MergeResult
 
 #: any JSON value (a client's metadata, a trace's content)
 Json = Any

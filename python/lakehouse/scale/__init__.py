@@ -2,7 +2,7 @@
 
 An index with ``shards`` x ``replicas`` keeps each item in one shard (a stable hash of its
 id) and each shard in ``replicas`` copies; a search asks one copy of every shard and merges
-the answers exactly. Each copy is today's single index (:class:`~lakehouse.vectors.NamedIndex`,
+the answers exactly. Each copy is today's single index (:class:`~lakehouse.vectors.registry.NamedIndex`,
 with its own write-ahead log and snapshot), run in this process (:class:`LocalBackend`, for
 tests) or as a Ray actor (:mod:`lakehouse.scale.ray_backend`, the ``ray`` extra).
 """

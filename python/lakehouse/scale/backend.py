@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..vectors import IndexParams
+from ..vectors.registry import IndexParams
 from .replica import NotServing, ShardReplica, StoreSource
 
 __all__ = ["Backend", "LocalBackend", "ReplicaUnavailable", "ReplicaSpec"]

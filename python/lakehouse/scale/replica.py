@@ -1,5 +1,5 @@
-"""One replica of one shard: today's :class:`~lakehouse.vectors.VectorRegistry` holding one
-:class:`~lakehouse.vectors.NamedIndex`, with its own snapshot key and its own write-ahead log.
+"""One replica of one shard: today's :class:`~lakehouse.vectors.registry.VectorRegistry` holding one
+:class:`~lakehouse.vectors.registry.NamedIndex`, with its own snapshot key and its own write-ahead log.
 
 A replica is a plain object: the router uses it in-process (:class:`LocalBackend`) or as a
 Ray actor (:mod:`lakehouse.scale.ray_backend`), with the same code. It reuses the single
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import wal as wal_mod
 from ..data.storage import ListPage, ObjectInfo, ObjectReader, ObjectStore, ObjectWriter
-from ..index import Hit, VectorIndex
-from ..vectors import VECTORS_PREFIX, IndexParams, NamedIndex, VectorRegistry, object_key
+from ..vectors import wal as wal_mod
+from ..vectors.index import Hit, VectorIndex
+from ..vectors.registry import VECTORS_PREFIX, IndexParams, NamedIndex, VectorRegistry, object_key
 
 __all__ = ["NotServing", "ShardReplica", "ShardStore", "replica_dir", "shards_prefix"]
 

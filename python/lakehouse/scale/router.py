@@ -51,8 +51,14 @@ import numpy as np
 import orjson
 
 from ..data.storage import ObjectNotFound, ObjectStore
-from ..index import Hit, VectorIndex
-from ..vectors import MAX_BATCH_RESULTS, VECTORS_PREFIX, IndexParams, ItemNotFound, NamedIndex
+from ..vectors.index import Hit, VectorIndex
+from ..vectors.registry import (
+    MAX_BATCH_RESULTS,
+    VECTORS_PREFIX,
+    IndexParams,
+    ItemNotFound,
+    NamedIndex,
+)
 from .backend import Backend, ReplicaSpec, ReplicaUnavailable
 from .placement import group_by_shard, shard_of, validate_layout
 from .replica import shards_prefix
@@ -109,7 +115,7 @@ class _Dims:
 
 class ShardedIndex:
     """See the module docstring. Thread-safe. It offers the methods vectord calls on a
-    :class:`~lakehouse.vectors.NamedIndex` (search, search_batch, add_logged, ...)."""
+    :class:`~lakehouse.vectors.registry.NamedIndex` (search, search_batch, add_logged, ...)."""
 
     #: vectord: never search inline on the event loop (a call goes to other processes)
     remote = True

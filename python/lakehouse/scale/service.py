@@ -1,6 +1,6 @@
 """vectord's sharded indexes: what the daemon needs beside its plain registry.
 
-vectord keeps its :class:`~lakehouse.vectors.VectorRegistry` for the indexes created with
+vectord keeps its :class:`~lakehouse.vectors.registry.VectorRegistry` for the indexes created with
 1 shard x 1 replica (today's code path, unchanged) and a :class:`ShardedIndexes` for the
 others. A sharded index answers the same routes with the same shapes; its replicas run on
 the Ray cluster named by ``[vectord].ray_address`` ("" = none: creating one is refused with
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..data.storage import ObjectStore, open_store, put_limit
-from ..vectors import IndexExists, IndexNotFound, IndexParams
+from ..vectors.registry import IndexExists, IndexNotFound, IndexParams
 from ..web import ApiError
 from .backend import Backend
 from .router import ShardedIndex, ShardUnavailable, read_layouts

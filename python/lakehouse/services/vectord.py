@@ -19,7 +19,7 @@ Routes (docs/vectord.md has the shapes, defaults and decisions):
 
 A mutation (create, add, delete, merge, drop) is answered once it is in the index's
 write-ahead log (``[vectord].durability``: fsynced by default; concurrent writers share one
-fsync, see :mod:`lakehouse.wal`); a failed log write is 503. Every mutation also schedules a
+fsync, see :mod:`lakehouse.vectors.wal`); a failed log write is 503. Every mutation also schedules a
 coalesced snapshot save to ``_vectors/<name>.lhv``, which truncates the log it covers. Native calls (searches, adds) run on two bounded thread pools, one for reads
 and one for writes, so a long add never queues searches behind it; the core releases the GIL.
 Single searches that arrive together share one trip to a read thread (:class:`SearchBatcher`).
@@ -54,7 +54,7 @@ from ..scale.service import (
     shard_errors_middleware,
 )
 from ..transport import ACCEPT_POST, F32, FrameError, decode_frame
-from ..vectors import (
+from ..vectors.registry import (
     IndexExists,
     IndexNotFound,
     IndexParams,

@@ -21,7 +21,7 @@ large index back to back. An explicit :meth:`NamedIndex.flush` (and :meth:`close
 that wait.
 
 **Write-ahead log** (docs/vectord.md). With ``wal_dir`` set, every mutation is applied and
-appended to the index's log (:mod:`lakehouse.wal`) under one lock, so the log's order is
+appended to the index's log (:mod:`lakehouse.vectors.wal`) under one lock, so the log's order is
 the order of application; :meth:`NamedIndex.add` returns once the record is durable
 (``add_logged`` + ``wait_logged_async`` let the daemon wait without a thread). A save takes
 that lock to cut the log and serialise the index together, and once the snapshot is stored
@@ -59,8 +59,8 @@ import msgspec
 import numpy as np
 import orjson
 
+from ..data.storage import ObjectNotFound, ObjectStore
 from . import wal as wal_mod
-from .data.storage import ObjectNotFound, ObjectStore
 from .index import DISTANCES, Hit, SaveCoalescer, VectorIndex, _encode_metadata
 from .wal import WalError, WriteAheadLog
 
@@ -88,7 +88,7 @@ __all__ = [
     "decode_vectors",
 ]
 
-log = logging.getLogger("lakehouse.vectors")
+log = logging.getLogger("lakehouse.vectors.registry")
 
 #: index names: they become object keys (``_vectors/<name>.lhv``) and URL path segments
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")

@@ -65,7 +65,7 @@ __all__ = [
     "read_segment",
 ]
 
-log = logging.getLogger("lakehouse.wal")
+log = logging.getLogger("lakehouse.vectors.wal")
 
 MAGIC = b"LHWAL01\n"
 _FRAME = struct.Struct("<II")

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from . import _native
+from .. import _native
 
 __all__ = ["VectorIndex", "Hit", "SaveCoalescer", "DISTANCES"]
 
