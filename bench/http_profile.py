@@ -31,7 +31,7 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
      ("StreamWriter._writelines", "StreamWriter._write ", "transport.write", "_SelectorSocketTransport.write")),
     ("native search (the HNSW core)", ("HnswIndex", "NamedIndex.search", "_run_trip", "search_batch (lakehouse/vectors")),
     ("embedding (hash provider, LRU cache)", ("lakehouse/embed/",)),
-    ("playbook arithmetic and entries", ("apply_playbook", "lakehouse/playbook.py", "parse_entry", "calibration.py")),
+    ("playbook arithmetic and entries", ("apply_playbook", "lakehouse/matrix/ranking.py", "parse_entry", "calibration.py")),
     ("JSON / binary decode (bodies, answers)", ("decode_json", "read_json", "orjson.loads", "loads (", "_parse (lakehouse/clients",
                                                 "decode_vectors", "lakehouse/transport.py", "np.asarray", "frombuffer")),
     ("JSON encode", ("dumps (lakehouse/web.py", "_answer (lakehouse/services/vectord.py", "_hits_json", "json_response")),

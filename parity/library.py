@@ -149,7 +149,7 @@ def _playbook_out(inp: Mapping[str, Any], out: Any) -> Any:
 
 
 def _playbook_impl(inp: Mapping[str, Any]) -> Any:
-    from lakehouse import playbook
+    from lakehouse.matrix import ranking as playbook
 
     args, kwargs = playbook_args(inp)
     return _playbook_out(inp, playbook.apply_playbook(*args, **kwargs))
@@ -347,10 +347,10 @@ def _drift_table(inp: Mapping[str, Any]) -> Any:
 
 
 class _Native:
-    """Resolves ``lakehouse.playbook`` on first use (so importing this module stays cheap)."""
+    """Resolves ``lakehouse.matrix.ranking`` on first use (so importing this module stays cheap)."""
 
     def __getattr__(self, name: str) -> Any:
-        from lakehouse import playbook
+        from lakehouse.matrix import ranking as playbook
 
         return getattr(playbook, name)
 

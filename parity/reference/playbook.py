@@ -1,7 +1,7 @@
 """Pure-Python twin of native/src/playbook.cpp and native/src/role.cpp.
 
 Same inputs, same order of operations, same IEEE arithmetic: for any valid input,
-:func:`apply_playbook` here and ``lakehouse.playbook.apply_playbook`` give outcomes whose
+:func:`apply_playbook` here and ``lakehouse.matrix.ranking.apply_playbook`` give outcomes whose
 :func:`outcome_json` bytes are identical (tests/matrix/test_playbook_parity.py checks that on
 generated inputs). Read the C++ header ``native/include/lakehouse/playbook.h`` for the
 algorithm; this file follows it step by step and must change in the same commit as it.
@@ -144,7 +144,7 @@ def apply_playbook(
     hit_queries: Sequence[str] = (),
     max_ratio: float = 0.0,
 ) -> Outcome:
-    """The twin of the core's ``apply_playbook`` (same signature as lakehouse.playbook's)."""
+    """The twin of the core's ``apply_playbook`` (same signature as lakehouse.matrix.ranking's)."""
     rdist = [np.float32(d) for d in np.asarray(result_distances, dtype=np.float32).reshape(-1)]
     hdist = [np.float32(d) for d in np.asarray(hit_distances, dtype=np.float32).reshape(-1)]
     hscores = [float(s) for s in np.asarray(hit_scores, dtype=np.float64).reshape(-1)]

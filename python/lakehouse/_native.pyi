@@ -1,5 +1,5 @@
 # Typing for the compiled module lakehouse._native (private: use the lakehouse package;
-# lakehouse.VectorIndex, lakehouse.SaveCoalescer and lakehouse.playbook wrap these).
+# lakehouse.VectorIndex, lakehouse.SaveCoalescer and lakehouse.matrix.ranking wrap these).
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,7 +75,7 @@ class HnswIndex:
     @staticmethod
     def load(path: str) -> HnswIndex: ...
 
-# ---- playbook boost / inject and the role gate (lakehouse.playbook wraps these) ----
+# ---- playbook boost / inject and the role gate (lakehouse.matrix.ranking wraps these) ----
 def role_normalize(role: str) -> str: ...
 def role_equal(a: str, b: str) -> bool: ...
 def apply_playbook(

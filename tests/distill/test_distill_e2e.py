@@ -25,7 +25,7 @@ import pytest
 from lakehouse.config import load_config
 from lakehouse.distill import cli
 from lakehouse.distill.common import Layout, iter_jsonl
-from lakehouse.playbook import playbook_id
+from lakehouse.matrix.ranking import playbook_id
 from lakehouse.roster import write_roster
 from lakehouse.stack import free_port, running_stack
 

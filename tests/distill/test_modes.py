@@ -7,7 +7,7 @@ from aiohttp import web
 
 from lakehouse.distill.common import Layout, iter_jsonl
 from lakehouse.distill.modes import MODE_NAMES
-from lakehouse.playbook import playbook_id
+from lakehouse.matrix.ranking import playbook_id
 from lakehouse.services.observerd import create_app
 
 SESSION = {

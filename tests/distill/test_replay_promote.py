@@ -13,7 +13,7 @@ from lakehouse.distill.evidence import materialize, source_paths
 from lakehouse.distill.promote import promote
 from lakehouse.distill.replay import PREVIEW_CHARS, ReplayRequest, replay
 from lakehouse.distill.scored import score
-from lakehouse.playbook import playbook_id
+from lakehouse.matrix.ranking import playbook_id
 
 FILL = '{"fills": [{"candidate_id": "w-1", "name": "A"}]}'
 

@@ -1,6 +1,6 @@
 """The playbook arithmetic and the role gate against the contract's numbers (sections 9.9-9.11).
 
-Every case runs through the native core (lakehouse.playbook) and the pure-Python twin
+Every case runs through the native core (lakehouse.matrix.ranking) and the pure-Python twin
 (parity.reference.playbook); both must give the contract's answer.
 """
 
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from parity.reference import playbook as twin
 
-from lakehouse import playbook as native
+from lakehouse.matrix import ranking as native
 
 RUNTIMES = [pytest.param(native, id="native"), pytest.param(twin, id="twin")]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from parity.library import playbook_args
 from parity.reference import playbook as twin
 
-from lakehouse import playbook as native
+from lakehouse.matrix import ranking as native
 
 IDS = st.sampled_from(["w-1", "w-2", "w-3", "w-4", "e-1", "e-2"])
 CORPORA = st.sampled_from(["workers", "ethereal_workers"])

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..playbook import playbook_id
+from ..matrix.ranking import playbook_id
 from .common import Layout, Receipt, append_jsonl, iter_jsonl, now_rfc3339
 from .evidence import EvidenceRecord, load_evidence
 from .scored import load_scored

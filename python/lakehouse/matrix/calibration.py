@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..clients.base import UpstreamError
-from ..playbook import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_INJECT_DISTANCE
+from .ranking import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_INJECT_DISTANCE
 
 __all__ = [
     "BOOST_FRACTION",
@@ -248,9 +248,9 @@ async def explain(
 ) -> dict[str, Any]:
     """The calibration report of ``corpus`` under ``model``; with ``query_text``, also what
     the calibrated playbook would do with that query's hits, one by one, and why."""
-    from ..playbook import apply_playbook
     from .context import upstream_failure
     from .playbooks import parse_entry
+    from .ranking import apply_playbook
 
     if refresh:
         ctx.calibrator.invalidate(corpus)

@@ -6,7 +6,7 @@ coordinator if callers like: ``playbook_alice``). An entry's vector is the embed
 
     {"query_text", "answer_id", "answer_corpus", "score", "tags", "role", "recorded_at"}
 
-Its id is :func:`lakehouse.playbook.playbook_id` of ``(query_text, answer_id,
+Its id is :func:`lakehouse.matrix.ranking.playbook_id` of ``(query_text, answer_id,
 answer_corpus)``, so recording the same triple again replaces the entry (the last score
 wins). The corpus is created on first use with the embedding's dimension (cosine).
 """
@@ -24,9 +24,9 @@ import numpy as np
 
 from ..bodycheck import explain_value
 from ..clients.base import UpstreamError
-from ..playbook import playbook_id
 from ..web import ApiError
 from .context import MatrixContext, check_corpus_name, upstream_failure
+from .ranking import playbook_id
 from .types import BulkRequest, RecordRequest
 
 __all__ = ["PlaybookEntry", "check_record", "parse_entry", "record", "record_bulk"]

@@ -32,13 +32,13 @@ from typing import Any
 import numpy as np
 
 from ..clients.base import UpstreamError
-from ..playbook import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_INJECT_DISTANCE, apply_playbook
 from ..web import ApiError
 from .calibration import EXTRA_HITS, Thresholds
 from .context import MatrixContext, check_corpus_name, upstream_failure
 from .filter import FilterError, MetadataFilter
 from .judge import make_judge
 from .playbooks import PlaybookEntry, parse_entry
+from .ranking import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_INJECT_DISTANCE, apply_playbook
 from .types import SearchRequest
 
 __all__ = ["DEFAULT_K", "DEFAULT_PLAYBOOK_TOP_K", "search"]

@@ -42,7 +42,7 @@ from typing import Any
 
 import aiohttp
 
-from ..playbook import role_equal
+from ..matrix.ranking import role_equal
 from . import add_stack_args
 from .client import HarnessError, StackClient, choose_model, paraphrase, rate, terminal_progress
 from .report import write_report

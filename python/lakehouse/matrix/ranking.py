@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
+from .. import _native
 
 __all__ = [
     "DEFAULT_MAX_DISTANCE",
