@@ -507,9 +507,15 @@ void Index::search_batch(const float* queries, std::size_t q, std::size_t k, std
     for (std::size_t j = 0; j < exact.size(); ++j) {
       scan[j] = ScanQuery{prepared.data() + exact[j] * d, &excluded, &answers[j]};
     }
-    SharedLock mt(meta_mu_);  // ids resolved against the state that was scanned
-    scan_exact(store_, space_, scan.data(), scan.size(), k);
-    for (std::size_t j = 0; j < exact.size(); ++j) emit(exact[j], answers[j]);
+    // meta_mu_ per tile: ids resolved against the state that was scanned, and a writer
+    // waits for one pass at most, as it waited for one query's scan before.
+    const std::size_t width = scan_tile();
+    for (std::size_t b = 0; b < exact.size(); b += width) {
+      const std::size_t n = std::min(width, exact.size() - b);
+      SharedLock mt(meta_mu_);
+      scan_exact(store_, space_, scan.data() + b, n, k);
+      for (std::size_t j = b; j < b + n; ++j) emit(exact[j], answers[j]);
+    }
   });
 }
 
