@@ -121,7 +121,8 @@ def run_micro(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
         for b in data["benchmarks"]
     ]
     rows.sort(key=lambda r: (r["group"], r["median_us"]))
-    return {"benchmark": "micro", "command": cmd, "n": int(n), "benchmarks": rows, "kernel_slopes": kernel_slopes(rows)}
+    return {"benchmark": "micro", "command": cmd, "n": int(n), "benchmarks": rows, "kernel_slopes": kernel_slopes(rows),
+            "exact_scan": exact_scan(rows)}
 
 
 def kernel_slopes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -140,6 +141,23 @@ def kernel_slopes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "gb_per_s": round(8 / ns, 1)})  # two float32 read per dimension
         else:
             out.append({"isa": isa, "kind": kind, "ns_per_1000_dims": None, "gb_per_s": None})
+    return out
+
+
+def exact_scan(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per batch size: microseconds per query of the exact search_batch, scanning the store
+    once per query and once per tile, and how many times faster the tiles are."""
+    by: dict[int, dict[str, float]] = {}
+    for r in rows:
+        e = r["extra"]
+        if "scan" in e and "batch" in e:
+            by.setdefault(int(e["batch"]), {})[e["scan"]] = r["median_us"] / int(e["batch"])
+    out = []
+    for batch, t in sorted(by.items()):
+        row: dict[str, Any] = {"batch": batch, **{f"{k}_us_per_query": round(v, 1) for k, v in sorted(t.items())}}
+        if t.get("tiled") and t.get("per-query"):
+            row["speedup"] = round(t["per-query"] / t["tiled"], 2)
+        out.append(row)
     return out
 
 

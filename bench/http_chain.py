@@ -223,7 +223,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         "command": command("bench.http_chain", argv),
         "setup": {"items": args.items, "queries": len(queries), "k": 10, "duration_s": args.duration,
                   "warmup_s": args.warmup, "repeat": args.repeat,
-                  "layouts": {n: {"topology": t, "workers": w or "1 each"} for n, (t, w) in layouts.items()},
+                  "layouts": {n: {"topology": t, "workers": w or "1 each", **({"env": e} if (e := _layout_env(args, n)) else {})}
+                              for n, (t, w) in layouts.items()},
                   "loadavg_before": [round(x, 2) for x in load_before],
                   "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "cells": cells,
@@ -260,8 +261,10 @@ def run_layout(args: argparse.Namespace, layout: str, topology: str, workers: st
             config = config.replace(name, port=0)
         for name, n in _workers(workers).items():
             config = config.replace(name, workers=n)
-        log(f"[chain] layout {layout}: topology {topology}, workers {workers or '1 each'} ...")
-        with running_stack(config, only=DAEMONS) as stack:
+        env = _layout_env(args, layout)
+        log(f"[chain] layout {layout}: topology {topology}, workers {workers or '1 each'}"
+            f"{''.join(f', {k}={v}' for k, v in env.items())} ...")
+        with _environ(env), running_stack(config, only=DAEMONS) as stack:
             urls = stack.urls
             fill_s = build_corpus(urls, args.items)
             recorded = record_playbook(urls, queries)
@@ -383,6 +386,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--layout", action="append", default=[],
                     help="NAME=TOPOLOGY[:daemon=n,...], repeatable, e.g. shared=shared:gateway=2 "
                          f"(default: {'; '.join(f'{n}={t}' + (f':{w}' if w else '') for n, (t, w) in LAYOUTS.items())})")
+    ap.add_argument("--layout-env", action="append", default=[], metavar="NAME=VAR=VALUE",
+                    help="an environment variable for the daemons of layout NAME only, repeatable: an A/B "
+                         "of two layouts in the same run, e.g. --layout tiles=processes --layout per-query=processes "
+                         "--layout-env per-query=LAKEHOUSE_SCAN_TILE=1")
     ap.add_argument("--profile", default="", help="directory: py-spy every daemon during one extra cell (a folder per layout)")
     ap.add_argument("--profile-path", default="gateway+playbook", help="the path profiled")
     ap.add_argument("--quick", action="store_true", help="300 workers, c4, 0.5 s cells, the shared layout only")
@@ -395,7 +402,36 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for p in args.paths.split(","):
         if p and p not in PATHS:
             ap.error(f"unknown path {p!r} (known: {', '.join(PATHS)})")
+    for spec in args.layout_env:
+        name, _, assignment = spec.partition("=")
+        if not name or "=" not in assignment:
+            ap.error(f"--layout-env {spec!r}: expected NAME=VAR=VALUE")
     return args
+
+
+def _layout_env(args: argparse.Namespace, layout: str) -> dict[str, str]:
+    out = {}
+    for spec in args.layout_env:
+        name, _, assignment = spec.partition("=")
+        if name == layout:
+            var, _, value = assignment.partition("=")
+            out[var] = value
+    return out
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    """os.environ with ``extra`` set (the daemons started inside inherit it), then as before."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def main(argv: list[str] | None = None) -> int:

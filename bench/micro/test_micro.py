@@ -1,5 +1,5 @@
 """Micro-benchmarks (pytest-benchmark): distance kernels per dimension, single add, single
-search, serialise and load. Run with ``python -m bench micro`` (or ``pytest bench/micro``);
+search, the exact scan of a batch, serialise and load. Run with ``python -m bench micro`` (or ``pytest bench/micro``);
 they are not part of the default test run (its testpaths is tests/).
 
 Kernels: ``lakehouse._native.kernel_distance(isa, kind, a, b)`` for every kernel set this CPU
@@ -8,6 +8,12 @@ overhead, which dominates at these sizes (the graph search calls the kernels fro
 without it): ``python -m bench micro`` also reports the slope between 128 and 1536
 dimensions, out of which that overhead cancels. The index figures use an index of ``BENCH_MICRO_N`` (default 10,000) 128-d
 euclidean items, M=16, ef_construction=200, and hnswlib for comparison where installed.
+
+Exact scan: ``search_batch`` (k=10, one thread) over the demo's shape, 2,000 x 768 cosine
+(under the default brute_force_threshold, so every query is an exact scan), for batches of
+1, 4, 16 and 32 queries, with the store scanned once per tile of queries (``tiled``, the
+default) and once per query (``per-query``: tile width 1, the code path from before tiles);
+``python -m bench micro`` reports microseconds per query and the ratio of the two.
 """
 
 from __future__ import annotations
@@ -186,3 +192,33 @@ def test_load_file_hnswlib(benchmark, hnsw, tmp_path) -> None:
 
     loaded = benchmark(load)
     assert loaded.get_current_count() == hnsw.get_current_count()
+
+
+EXACT_N, EXACT_D = 2000, 768
+EXACT_BATCHES = (1, 4, 16, 32)
+
+
+@pytest.fixture(scope="module")
+def exact_index() -> tuple[VectorIndex, np.ndarray]:
+    rng = np.random.default_rng(5)
+    ix = VectorIndex(EXACT_D, distance="cosine")
+    ix.add([str(i) for i in range(EXACT_N)], rng.standard_normal((EXACT_N, EXACT_D)).astype(np.float32))
+    ix.set_threads(1)
+    assert not ix.stats()["graph_built"]  # every search below is the exact scan
+    return ix, rng.standard_normal((max(EXACT_BATCHES), EXACT_D)).astype(np.float32)
+
+
+@pytest.mark.parametrize("scan", ["per-query", "tiled"])
+@pytest.mark.parametrize("batch", EXACT_BATCHES)
+def test_exact_search_batch(benchmark, exact_index, batch: int, scan: str) -> None:
+    ix, queries = exact_index
+    q = queries[:batch]
+    width = _native.scan_tile()
+    benchmark.group = f"exact search_batch {EXACT_N:,} x {EXACT_D} cosine, {batch} queries"
+    benchmark.extra_info.update(scan=scan, batch=batch, tile=1 if scan == "per-query" else width)
+    _native.set_scan_tile(1 if scan == "per-query" else width)
+    try:
+        ids, _ = benchmark(ix.search_batch, q, 10)
+    finally:
+        _native.set_scan_tile(width)
+    assert len(ids) == batch and all(len(row) == 10 and "" not in row for row in ids)

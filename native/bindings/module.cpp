@@ -24,6 +24,7 @@
 #include "lakehouse/playbook.h"  // playbook block
 #include "lakehouse/role.h"      // playbook block
 #include "lakehouse/save_coalescer.h"
+#include "lakehouse/scan.h"
 #include "lakehouse/thread_pool.h"
 
 namespace py = pybind11;
@@ -273,6 +274,29 @@ PYBIND11_MODULE(_native, m) {
         throw std::invalid_argument("kind must be 'l2sq', 'dot' or 'ip_distance'");
       },
       "Runs one raw kernel (tests and micro-benchmarks).");
+  m.def(
+      "scan_kernel_distances",
+      [](const std::string& isa, const std::string& kind, FloatArray queries, FloatArray x) {
+        if (queries.ndim() != 2 || x.ndim() != 1 || queries.shape(1) != x.shape(0)) {
+          throw std::invalid_argument("queries must be (n, d) and x (d,)");
+        }
+        const auto n = std::size_t(queries.shape(0)), d = std::size_t(x.shape(0));
+        if (n == 0 || n > kMaxScanTile) {
+          throw std::invalid_argument("a tile holds 1 to " + std::to_string(kMaxScanTile) + " queries");
+        }
+        std::vector<const float*> rows(n);
+        for (std::size_t t = 0; t < n; ++t) rows[t] = queries.data() + t * d;
+        py::array_t<float> out(n);
+        if (!scan_kernel_distances(isa.c_str(), kind.c_str(), rows.data(), n, x.data(), d,
+                                   out.mutable_data())) {
+          throw std::invalid_argument("no tile kernel '" + kind + "' in kernel set '" + isa + "'");
+        }
+        return out;
+      },
+      "Runs one tile kernel: the distance of each query row to x (tests).");
+  m.def("scan_tile", &scan_tile, "Queries that share one pass of the exact scan (scan.h).");
+  m.def("set_scan_tile", &set_scan_tile, py::arg("width"),
+        "Sets the exact scan's tile width, process-wide; 1 = one pass per query (A/B runs).");
   m.def("crc32c", [](py::bytes b) {
     const std::string s = b;
     return crc32c(s.data(), s.size());

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "lakehouse/scan.h"
 #include "lakehouse/thread_pool.h"
 
 namespace lakehouse {
@@ -408,9 +409,10 @@ void Index::exact_search(const float* q, std::size_t k, const std::vector<std::u
 // Caller holds struct_mu_ shared and passes meta_lock unlocked. Returns up to k verified
 // (internal distance, slot), ascending, with meta_lock held so the caller resolves ids
 // against exactly the state that was verified.
-void Index::search_slots(const float* q, std::size_t k, std::size_t ef,
+bool Index::search_slots(const float* q, std::size_t k, std::size_t ef,
                          const std::vector<std::uint32_t>& excluded,
-                         std::vector<Candidate>& out, SharedLock& meta_lock) const {
+                         std::vector<Candidate>& out, SharedLock& meta_lock,
+                         bool exact_fallback) const {
   out.clear();
   // The graph's answer, reused across calls on this thread (no allocation per query).
   static thread_local std::vector<Candidate> found;
@@ -435,9 +437,11 @@ void Index::search_slots(const float* q, std::size_t k, std::size_t ef,
     std::size_t excluded_live = 0;
     for (std::uint32_t s : excluded) excluded_live += store_.state(s) == SlotState::Live;
     const std::size_t eligible = store_.live() - std::min(store_.live(), excluded_live);
-    if (out.size() >= std::min(k, eligible)) return;
+    if (out.size() >= std::min(k, eligible)) return true;
   }
+  if (!exact_fallback) return false;
   exact_search(q, k, excluded, out);
+  return true;
 }
 
 std::vector<SearchHit> Index::search(const float* query, std::size_t k, std::size_t ef,
@@ -473,18 +477,44 @@ void Index::search_batch(const float* queries, std::size_t q, std::size_t k, std
   out_ids.assign(q * k, std::string());
   std::fill(out_distances, out_distances + q * k, kInf);
   const std::vector<std::uint32_t> excluded = exclude_slots(exclude);
+  // Queries that need the exact scan (below the threshold, or a short graph answer) are
+  // set aside and scanned together: one pass over the store per tile (scan.h), each query
+  // with its own heap. A tile width of 1 keeps the one-pass-per-query scan.
+  const bool tiled = scan_tile() > 1;
   parallel_for(q, threads_.load(), 8, [&](std::size_t begin, std::size_t end) {
     SharedLock st(struct_mu_);
     std::vector<Candidate> found;
-    for (std::size_t i = begin; i < end; ++i) {
-      SharedLock mt(meta_mu_, std::defer_lock);
-      search_slots(prepared.data() + i * d, k, ef, excluded, found, mt);
+    auto emit = [&](std::size_t i, const std::vector<Candidate>& hits) {
       std::size_t j = 0;
-      for (const Candidate& c : found) {
+      for (const Candidate& c : hits) {
         out_ids[i * k + j] = store_.id(c.second);
         out_distances[i * k + j] = space_.to_output(c.first);
         ++j;
       }
+    };
+    std::vector<std::size_t> exact;
+    for (std::size_t i = begin; i < end; ++i) {
+      SharedLock mt(meta_mu_, std::defer_lock);
+      if (search_slots(prepared.data() + i * d, k, ef, excluded, found, mt, !tiled)) {
+        emit(i, found);
+      } else {
+        exact.push_back(i);
+      }
+    }
+    if (exact.empty()) return;
+    std::vector<std::vector<Candidate>> answers(exact.size());
+    std::vector<ScanQuery> scan(exact.size());
+    for (std::size_t j = 0; j < exact.size(); ++j) {
+      scan[j] = ScanQuery{prepared.data() + exact[j] * d, &excluded, &answers[j]};
+    }
+    // meta_mu_ per tile: ids resolved against the state that was scanned, and a writer
+    // waits for one pass at most, as it waited for one query's scan before.
+    const std::size_t width = scan_tile();
+    for (std::size_t b = 0; b < exact.size(); b += width) {
+      const std::size_t n = std::min(width, exact.size() - b);
+      SharedLock mt(meta_mu_);
+      scan_exact(store_, space_, scan.data() + b, n, k);
+      for (std::size_t j = b; j < b + n; ++j) emit(exact[j], answers[j]);
     }
   });
 }

@@ -4,7 +4,8 @@ Invariants checked after every step: ids() equals the model; a search returns on
 ids, at most k, ascending, each with its true distance; at or below brute_force_threshold the
 answer is exactly the brute-force one; k results come back whenever k eligible items exist.
 Rules cover add (new and upsert, with in-batch duplicates), delete, search with exclusions,
-rebuild and a to_bytes/from_bytes round trip (which must answer identically).
+batched searches (tiled exact scans at several tile widths, each row equal to the single
+search of its query at or below the threshold), rebuild and a to_bytes/from_bytes round trip (which must answer identically).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from lakehouse import VectorIndex
+from lakehouse import VectorIndex, _native
 
 DIMS = 4
 ID_POOL = [f"id{i}" for i in range(40)]
@@ -28,6 +29,8 @@ def model_distances(model: dict[str, np.ndarray], q: np.ndarray, distance: str) 
         a, b = v.astype(np.float64), q.astype(np.float64)
         if distance == "cosine":
             out[k] = 1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+        elif distance == "dot":
+            out[k] = 1 - a @ b
         else:
             out[k] = float(np.linalg.norm(a - b))
     return out
@@ -89,6 +92,31 @@ class IndexMachine(RuleBasedStateMachine):
             truth = sorted(eligible.values())[:k]
             np.testing.assert_allclose(dists, truth, atol=1e-4)
 
+    @rule(queries=st.lists(vec, min_size=1, max_size=12), k=st.integers(1, 12),
+          exclude=st.lists(st.sampled_from(ID_POOL), max_size=10), width=st.sampled_from([1, 3, 8]))
+    def search_batch(self, queries, k, exclude, width):
+        # Exact searches of a batch share one pass over the store per tile of `width`
+        # queries (scan.h); each row must be what search answers for its query alone.
+        qs = np.array(queries, np.float32)
+        before = _native.scan_tile()
+        _native.set_scan_tile(width)
+        try:
+            found, dist = self.ix.search_batch(qs, k=k, exclude_ids=exclude)
+        finally:
+            _native.set_scan_tile(before)
+        for q, row_ids, row_d in zip(qs, found, dist, strict=True):
+            eligible = {i: d for i, d in model_distances(self.model, q, self.distance).items() if i not in set(exclude)}
+            n = min(k, len(eligible))
+            assert "" not in row_ids[:n] and row_ids[n:] == [""] * (k - n)
+            assert list(row_d[:n]) == sorted(row_d[:n]) and np.isinf(row_d[n:]).all()
+            for item, d in zip(row_ids[:n], row_d[:n], strict=True):
+                assert abs(d - eligible[item]) < 1e-4
+            if len(self.model) <= self.threshold:
+                np.testing.assert_allclose(row_d[:n], sorted(eligible.values())[:n], atol=1e-4)
+                single = self.ix.search(q, k=k, exclude_ids=exclude)
+                assert row_ids[:n] == [h.id for h in single]
+                np.testing.assert_array_equal(row_d[:n], np.array([h.distance for h in single], np.float32))
+
     @rule()
     def rebuild(self):
         self.ix.rebuild()
@@ -146,10 +174,17 @@ class ExactCosine(IndexMachine):
     threshold = 10**9
 
 
+class ExactDot(IndexMachine):
+    distance = "dot"
+    threshold = 10**9
+
+
 TestExactEuclidean = ExactEuclidean.TestCase
 TestGraphEuclidean = GraphEuclidean.TestCase
 TestGraphCosine = GraphCosine.TestCase
 TestExactCosine = ExactCosine.TestCase
 TestGraphSmallM = GraphSmallM.TestCase
-for case in (TestExactEuclidean, TestGraphEuclidean, TestGraphCosine, TestExactCosine, TestGraphSmallM):
+TestExactDot = ExactDot.TestCase
+for case in (TestExactEuclidean, TestGraphEuclidean, TestGraphCosine, TestExactCosine, TestGraphSmallM,
+             TestExactDot):
     case.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)

@@ -161,9 +161,11 @@ class Index {
   void repair_graph(const std::vector<std::uint32_t>& dead);
   void exact_search(const float* q, std::size_t k, const std::vector<std::uint32_t>& excluded,
                     std::vector<Candidate>& out) const;
-  void search_slots(const float* q, std::size_t k, std::size_t ef,
+  // False (and out unset) when the answer needs the exact scan and exact_fallback is off:
+  // search_batch runs those together, one pass over the store per tile (scan.h).
+  bool search_slots(const float* q, std::size_t k, std::size_t ef,
                     const std::vector<std::uint32_t>& excluded, std::vector<Candidate>& out,
-                    std::shared_lock<RwLock>& meta_lock) const;
+                    std::shared_lock<RwLock>& meta_lock, bool exact_fallback = true) const;
   std::vector<std::uint32_t> exclude_slots(const std::vector<std::string>& ids) const;
   // Builds a new graph over the live slots aside and swaps it in. Holds snap_mu_ exclusively.
   void rebuild_graph(bool count_as_rebuild);
