@@ -185,6 +185,9 @@ async def embed_chunks(
         num_cpus=1,
     )
     ds.context.execution_options.preserve_order = True
+    # Ray Data merges a task's small output blocks up to this size before passing them on:
+    # a batch must go on as soon as it is read (the window waits for it), so no merging.
+    ds.context.target_max_block_size = 1
     ds.context.enable_progress_bars = False  # progress is the driver's (a job's counters, a bar)
 
     loop = asyncio.get_running_loop()
