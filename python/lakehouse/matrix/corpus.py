@@ -7,9 +7,13 @@ metadata_columns?, batch_size?, model?, distance?, replace?, wait?}``:
    LIMIT n OFFSET m``, so a corpus larger than queryd's row cap still builds);
 2. each row becomes a text (the template with ``{column}`` placeholders, or the listed
    columns as ``column: value`` lines), an id (the id column as a string) and metadata
-   (the listed columns, or the whole row);
-3. rows go to embedd and then to vectord in batches of ``batch_size``; the index is created
-   with the first batch's dimension (or checked, when it exists).
+   (the listed columns, or the whole row): :mod:`.rows`, shared with the Ray build;
+3. rows are embedded in batches of ``batch_size`` and go to vectord; the index is created
+   with the first batch's dimension (or checked, when it exists). The engine: embedd, one
+   batch after another (``[matrixd].ray_address`` empty, the default), or a Ray Data
+   pipeline of embedder actors on a cluster (:mod:`lakehouse.scale.pipeline`; 503 before
+   the job starts when the cluster cannot be used: :mod:`lakehouse.scale.ray_build`).
+   Everything else (reading, batching, adding, the report) is the same code for both.
 
 A batch whose embed or add fails is reported in ``failed_batches`` and the build goes on
 (the reference's ErrPartialFailure): the job ends ``done``, ``partial`` (some batches failed)
@@ -35,7 +39,15 @@ from ..clients.base import UpstreamError
 from ..config import EmbeddConfig
 from ..web import ApiError
 from .context import MatrixContext
-from .rows import Chunk, EmbedFailed, Embedded, RowShape, chunk_rows, render_template, template_fields
+from .rows import (
+    Chunk,
+    Embedded,
+    EmbedFailed,
+    RowShape,
+    chunk_rows,
+    render_template,
+    template_fields,
+)
 from .types import CorpusBuildRequest
 
 __all__ = ["CorpusJob", "CorpusJobs", "render_template", "template_fields"]

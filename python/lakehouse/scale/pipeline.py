@@ -45,7 +45,7 @@ import numpy as np
 import orjson
 
 from ..config import EmbeddConfig
-from ..matrix.rows import Chunk, EmbedFailed, Embedded, RowShape, chunk_rows
+from ..matrix.rows import Chunk, Embedded, EmbedFailed, RowShape, chunk_rows
 from ..progress import Progress
 
 try:
