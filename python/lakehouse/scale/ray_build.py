@@ -86,6 +86,6 @@ def prepare(address: str, *, timeout: float = 3.0) -> None:
         raise RayBuildUnavailable(
             f"Ray Data is not usable in matrixd's Python ({exc}): pip install 'lakehouse[ray]' {_OFF}"
         ) from None
-    except (ConnectionError, RuntimeError) as exc:
+    except Exception as exc:  # whatever ray.init raises: never a 500 for a cluster problem
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayBuildUnavailable(f"cannot join the Ray cluster at {address!r}: {first} {_OFF}") from None
