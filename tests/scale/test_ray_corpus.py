@@ -106,3 +106,17 @@ async def test_embed_failures_on_ray_are_failed_batches_with_the_providers_messa
     assert job["status"] == "failed" and len(job["failed_batches"]) == 3 and job["added"] == 0
     assert all(f["stage"] == "embed" and "ollama unreachable" in f["error"] for f in job["failed_batches"])
     assert "nope" not in [i["name"] for i in await env.vectors.list()]
+
+
+async def test_a_build_that_stops_early_on_ray_leaves_the_cluster_usable(env):
+    # The index exists with another dimension: the first embedded batch ends the build (409)
+    # while batches are still in flight; the pipeline is stopped, nothing is added, and the
+    # next build on the same cluster runs.
+    await env.vectors.create("small", 3)
+    client = await env.make(ray_address=env.ray, corpus_ray_actors=2)
+    body = {"name": "small", "sql": "SELECT * FROM workers", "id_column": "worker_id", "text_columns": ["role"], "batch_size": 10}
+    status, err = await post(client, body)
+    assert status == 409 and "dimension 3" in err["error"]["message"], err
+    assert (await env.vectors.info("small"))["count"] == 0
+    status, job = await post(client, {**body, "replace": True})
+    assert status == 200 and job["status"] == "done" and job["added"] == N and job["dimension"] == DIM, job
