@@ -17,6 +17,11 @@ One run measures, on the same data and queries, one after the other:
 For each: build time (adds in batches of ``--batch``), single-query searches one after
 the other (latency, queries/s), the same searches from ``--clients`` threads at once
 (queries/s), one batch call of all queries (queries/s), and recall@10 against an exact scan.
+Then a corpus build (``--corpus-rows`` rows of worker-like text, 0 skips it): the same rows
+made into batches by :mod:`lakehouse.matrix.rows` and embedded by the ``[embedd]`` embedder
+(``--corpus-provider``) one batch after another in this process (what matrixd does without
+Ray, minus the HTTP hops), against :func:`lakehouse.scale.pipeline.build_corpus` on the
+local cluster (one embedder actor per node), both into a plain index.
 All nodes of the local cluster share this machine's cores, so more shards cannot add CPU
 here: what the figures show is the engine's overhead and how it changes with the fan-out,
 not the speed-up of a real cluster (docs/scale-out.md says how to read them).
@@ -106,6 +111,41 @@ def measure(name: str, ix: Any, X: np.ndarray, Q: np.ndarray, truth: np.ndarray,
     return out
 
 
+def corpus_rows(n: int) -> list[dict[str, Any]]:
+    roles = ["picker", "packer", "forklift operator", "driver", "loader", "inventory clerk"]
+    cities = ["Oslo", "Lyon", "Porto", "Ghent", "Turin", "Graz", "Brno"]
+    return [{"id": f"w{i}", "role": roles[i % 6], "city": cities[i % 7],
+             "skills": f"{i % 11} years, shift {'ABC'[i % 3]}, zone {i % 13}, cert {i % 17}"} for i in range(n)]
+
+
+def corpus_in_process(rows: list[dict[str, Any]], section: Any, batch: int) -> tuple[Any, float]:
+    import asyncio
+
+    from lakehouse.embed import build_embedder
+    from lakehouse.index import VectorIndex
+    from lakehouse.matrix.rows import RowShape, chunk_rows
+
+    shape = RowShape.of("id", text_template=CORPUS_TEMPLATE, metadata_columns=["role", "city"])
+    embedder = build_embedder(section)
+    ix = None
+    t = time.perf_counter()
+
+    async def run() -> None:
+        nonlocal ix
+        chunks, _, _ = chunk_rows(rows, shape, batch, first_row=0, first_number=0)
+        for chunk in chunks:
+            result = await embedder.embed(chunk.texts)
+            if ix is None:
+                ix = VectorIndex(result.dimension)
+            ix.add(chunk.ids, result.vectors, chunk.metadata)
+
+    asyncio.run(run())
+    return ix, time.perf_counter() - t
+
+
+CORPUS_TEMPLATE = "Worker role: {role} in {city}. Skills: {skills}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0],
                                 epilog="example: python -m bench.scale --n 50000 --shards 1,2,4 --nodes 3")
@@ -118,11 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=4, help="threads searching at once")
     p.add_argument("--seconds", type=float, default=3.0, help="length of the concurrent phase")
     p.add_argument("--ef", type=int, default=64)
+    p.add_argument("--corpus-rows", type=int, default=20_000, help="rows of the corpus build (0: no corpus build)")
+    p.add_argument("--corpus-provider", default="hash", help="[embedd].provider of the corpus build")
+    p.add_argument("--corpus-batch", type=int, default=256, help="rows per embed batch")
     p.add_argument("--quick", action="store_true", help="2,000 x 32, 100 queries, shards 1,2")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.dims, args.queries, args.shards, args.seconds = 2000, 32, 100, "1,2", 1.0
+        args.corpus_rows = min(args.corpus_rows, 2000)
     shard_counts = [int(s) for s in args.shards.split(",")]
 
     from lakehouse.scale import LocalBackend, ShardedIndex
@@ -143,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     ix = ShardedIndex.create(params, 1, 1, LocalBackend())
     results.append(measure("router-local-1x1", ix, X, Q, truth, args))
     ix.close()
+
+    from lakehouse.config import EmbeddConfig
+
+    section = EmbeddConfig(provider=args.corpus_provider, dimension=384)
+    rows = corpus_rows(args.corpus_rows)
+    corpus: list[dict[str, Any]] = []
+    if rows:
+        log(f"corpus build in process: {len(rows)} rows, {args.corpus_provider} ...")
+        ref, seconds = corpus_in_process(rows, section, args.corpus_batch)
+        corpus.append({"config": "in-process", "rows": len(rows), "build_s": round(seconds, 3),
+                       "rows_per_s": round(len(rows) / seconds, 1)})
+        log(f"  {corpus[-1]}")
 
     root = tempfile.mkdtemp(prefix="lhray-")
     os.environ["RAY_TMPDIR"] = root
@@ -169,6 +225,24 @@ def main(argv: list[str] | None = None) -> int:
             row["create_s"] = round(create_s, 3)
             results.append(row)
             ix.drop()
+        if rows:
+            from lakehouse.index import VectorIndex
+            from lakehouse.scale.pipeline import build_corpus
+
+            log(f"corpus build on Ray: {len(rows)} rows, {args.nodes} embedder actors ...")
+            target = VectorIndex(384)
+            t = time.perf_counter()
+            build_corpus(target, rows, embedd=section, text_template=CORPUS_TEMPLATE,
+                         metadata_columns=["role", "city"], batch_size=args.corpus_batch,
+                         concurrency=args.nodes, progress=False)
+            seconds = time.perf_counter() - t
+            assert len(target) == len(ref), (len(target), len(ref))
+            same = all(np.array_equal(target.get(f"w{i}")[0], ref.get(f"w{i}")[0]) for i in range(0, len(rows), 97))
+            corpus.append({"config": f"ray-{args.nodes}-actors", "rows": len(rows), "build_s": round(seconds, 3),
+                           "rows_per_s": round(len(rows) / seconds, 1), "same_vectors": same})
+            log(f"  {corpus[-1]}")
+        for r in corpus:
+            r["build_vs_in_process"] = round(r["build_s"] / corpus[0]["build_s"], 3)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -187,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         "cluster_start_s": round(cluster_start, 1),
         "ray": ray.__version__,
         "results": results,
+        "corpus_build": {"provider": args.corpus_provider, "dimension": 384, "batch": args.corpus_batch,
+                         "results": corpus},
     }
     write_json(args.results / "scale.json", report)
     cols = ["config", "build_s", "build_vs_single", "search_p50_ms", "sequential_qps", "search_vs_single",
@@ -195,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(cols))
     for r in results:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    if corpus:
+        print()
+        cols = ["config", "rows", "build_s", "rows_per_s", "build_vs_in_process"]
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
+        for r in corpus:
+            print("| " + " | ".join(str(r[c]) for c in cols) + " |")
     return 0
 
 

@@ -71,6 +71,14 @@ def _check_url(key: str, value: str) -> None:
         raise ConfigError(f"{key}: expected an http:// or https:// URL, got {value!r}")
 
 
+def _check_ray_address(key: str, value: str) -> None:
+    if value in ("", "auto", "local"):
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f'{key}: expected "", "auto", "local" or host:port, got {value!r}')
+
+
 @dataclass(frozen=True)
 class ServiceSection:
     """Fields every daemon section has."""
@@ -324,9 +332,19 @@ class MatrixdConfig(StatelessSection):
     corpus_page_rows: int = 10_000
     #: corpus builder: finished jobs remembered for GET /matrix/corpus/build/{job}
     corpus_jobs_kept: int = 100
+    #: corpus builder: the Ray cluster whose actors embed a build's batches in parallel
+    #: (docs/scale-out.md; the [embedd] section says which embedder they run): "" = none
+    #: (builds embed through embedd), "auto" = the cluster this machine belongs to, "local" =
+    #: start one inside matrixd, or "host:port". lakehouse up --engine ray sets it
+    ray_address: str = ""
+    #: corpus builder on Ray: embedder actors at most, one CPU each (0 = one per CPU of the cluster)
+    corpus_ray_actors: int = 0
 
     def validate(self, section: str) -> None:
         super().validate(section)
+        _check_ray_address(f"[{section}].ray_address", self.ray_address)
+        if not 0 <= self.corpus_ray_actors <= 4096:
+            raise ConfigError(f"[{section}].corpus_ray_actors: must be 0..4096 (0 = one per CPU of the cluster)")
         for name in ("judge_timeout", "search_timeout", "embed_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"[{section}].{name}: must be positive")

@@ -12,6 +12,8 @@ when that count fails the bar shows the rows embedded so far without a total. Th
 summary goes to stdout (``--json``: the job's report as JSON). Exit status: 0 the build is
 ``done``; 1 ``partial`` or ``failed`` (the cause is printed), or the stack cannot be reached;
 2 bad arguments. Ctrl-C stops following, not the build (matrixd goes on; ``status`` shows it).
+Where the embedding runs is matrixd's choice (``[matrixd].ray_address``: on a Ray cluster,
+docs/scale-out.md); the command, its progress and its report are the same either way.
 """
 
 from __future__ import annotations
@@ -212,7 +214,9 @@ def main(argv: list[str]) -> int:
         help="build (or extend) a corpus from SQL, with progress",
         description=(
             "Run SQL on queryd, embed each row and fill the vectord index NAME, through the "
-            "gateway. A progress bar on stderr when it is a terminal, plain lines otherwise."
+            "gateway. A progress bar on stderr when it is a terminal, plain lines otherwise. "
+            "On a stack whose matrixd has [matrixd].ray_address set (lakehouse up --engine ray "
+            "sets it) the embed batches run in parallel on the Ray cluster (docs/scale-out.md)."
         ),
         epilog=(
             "example:\n"

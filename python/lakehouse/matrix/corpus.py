@@ -7,9 +7,13 @@ metadata_columns?, batch_size?, model?, distance?, replace?, wait?}``:
    LIMIT n OFFSET m``, so a corpus larger than queryd's row cap still builds);
 2. each row becomes a text (the template with ``{column}`` placeholders, or the listed
    columns as ``column: value`` lines), an id (the id column as a string) and metadata
-   (the listed columns, or the whole row);
-3. rows go to embedd and then to vectord in batches of ``batch_size``; the index is created
-   with the first batch's dimension (or checked, when it exists).
+   (the listed columns, or the whole row): :mod:`.rows`, shared with the Ray build;
+3. rows are embedded in batches of ``batch_size`` and go to vectord; the index is created
+   with the first batch's dimension (or checked, when it exists). The engine: embedd, one
+   batch after another (``[matrixd].ray_address`` empty, the default), or a Ray Data
+   pipeline of embedder actors on a cluster (:mod:`lakehouse.scale.pipeline`; 503 before
+   the job starts when the cluster cannot be used: :mod:`lakehouse.scale.ray_build`).
+   Everything else (reading, batching, adding, the report) is the same code for both.
 
 A batch whose embed or add fails is reported in ``failed_batches`` and the build goes on
 (the reference's ErrPartialFailure): the job ends ``done``, ``partial`` (some batches failed)
@@ -22,19 +26,28 @@ reports progress.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..clients.base import UpstreamError
+from ..config import EmbeddConfig
 from ..web import ApiError
 from .context import MatrixContext
+from .rows import (
+    Chunk,
+    Embedded,
+    EmbedFailed,
+    RowShape,
+    chunk_rows,
+    render_template,
+    template_fields,
+)
 from .types import CorpusBuildRequest
 
 __all__ = ["CorpusJob", "CorpusJobs", "render_template", "template_fields"]
@@ -42,61 +55,6 @@ __all__ = ["CorpusJob", "CorpusJobs", "render_template", "template_fields"]
 log = logging.getLogger("lakehouse.matrix.corpus")
 
 MAX_BATCH_SIZE = 4096
-_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def template_fields(template: str) -> list[str]:
-    """The column names a template uses; ValueError for a malformed template.
-
-    Only plain names are allowed in braces (no attribute access, indexing or format
-    specs: a template is data from a client, not code)."""
-    names: list[str] = []
-    for m in _FIELD.finditer(template):
-        token = m.group(0)
-        if token in ("{{", "}}"):
-            continue
-        if token in ("{", "}"):
-            raise ValueError(f"text_template: unmatched {token!r} at {m.start()} (write {token * 2})")
-        name = m.group(1).strip()
-        if not _NAME.match(name):
-            raise ValueError(f"text_template: {{{m.group(1)}}} is not a column name")
-        if name not in names:
-            names.append(name)
-    return names
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return orjson.dumps(value).decode()
-
-
-def render_template(template: str, row: dict[str, Any]) -> str:
-    def sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        return _text(row.get(m.group(1).strip()))
-
-    return _FIELD.sub(sub, template)
-
-
-def _columns_text(columns: list[str], row: dict[str, Any]) -> str:
-    lines = []
-    for c in columns:
-        value = _text(row.get(c)).strip()
-        if value:
-            lines.append(f"{c}: {value}")
-    return "\n".join(lines)
 
 
 def _quote_ident(name: str) -> str:
@@ -151,12 +109,22 @@ class _Fatal(Exception):
         self.message = message
 
 
-class CorpusJobs:
-    """The builder's jobs: running ones and the last ``kept`` finished ones."""
 
-    def __init__(self, ctx: MatrixContext) -> None:
+class CorpusJobs:
+    """The builder's jobs: running ones and the last ``kept`` finished ones.
+
+    ``embedd``: the ``[embedd]`` section the embed actors run when builds go to Ray
+    (``[matrixd].ray_address`` set); without it builds embed through embedd."""
+
+    def __init__(self, ctx: MatrixContext, embedd: EmbeddConfig | None = None) -> None:
         self.ctx = ctx
+        self.embedd = embedd or EmbeddConfig()
         self.jobs: OrderedDict[str, CorpusJob] = OrderedDict()
+
+    @property
+    def engine(self) -> str:
+        """Where builds embed: "ray" when ``[matrixd].ray_address`` is set, else "matrixd"."""
+        return "ray" if self.ctx.settings.ray_address else "matrixd"
 
     def get(self, job_id: str) -> CorpusJob:
         try:
@@ -167,21 +135,20 @@ class CorpusJobs:
     def list(self) -> list[dict[str, Any]]:
         return [j.to_json() for j in reversed(self.jobs.values())]
 
-    def _validate(self, req: CorpusBuildRequest) -> tuple[list[str], int]:
+    def _validate(self, req: CorpusBuildRequest) -> tuple[RowShape, int]:
         if not req.name.strip():
             raise ApiError.bad_request("name must not be empty")
         if not req.sql.strip().rstrip(";").strip():
             raise ApiError.bad_request("sql must not be empty")
-        if not req.id_column:
-            raise ApiError.bad_request("id_column must not be empty")
-        if bool(req.text_template) == bool(req.text_columns):
-            raise ApiError.bad_request("give exactly one of text_template and text_columns")
         try:
-            fields = template_fields(req.text_template) if req.text_template else list(req.text_columns)
+            shape = RowShape.of(
+                req.id_column,
+                text_template=req.text_template,
+                text_columns=req.text_columns,
+                metadata_columns=req.metadata_columns,
+            )
         except ValueError as exc:
             raise ApiError.bad_request(str(exc)) from None
-        if req.text_template and not fields:
-            raise ApiError.bad_request("text_template uses no column: every row would embed the same text")
         if req.distance not in ("cosine", "euclidean", "dot"):
             raise ApiError.bad_request("distance must be 'cosine', 'euclidean' or 'dot'")
         batch = req.batch_size or self.ctx.settings.corpus_batch_size
@@ -190,15 +157,30 @@ class CorpusJobs:
         for job in self.jobs.values():
             if job.name == req.name and job.status == "running":
                 raise ApiError.conflict(f"a build of corpus {req.name!r} is already running ({job.job_id})")
-        return fields, batch
+        return shape, batch
 
     async def start(self, req: CorpusBuildRequest, trace_id: str | None) -> CorpusJob:
-        fields, batch = self._validate(req)
+        shape, batch = self._validate(req)
+        if self.engine == "ray":
+            # Before the job exists: a cluster that cannot run it is the answer (503), and
+            # nothing is created or dropped.
+            await self._ray_ready()
+            for job in self.jobs.values():  # the same check again: the await let others in
+                if job.name == req.name and job.status == "running":
+                    raise ApiError.conflict(f"a build of corpus {req.name!r} is already running ({job.job_id})")
         job = CorpusJob(job_id=uuid.uuid4().hex[:16], name=req.name)
         self.jobs[job.job_id] = job
         self._trim()
-        job.task = asyncio.create_task(self._run(job, req, fields, batch, trace_id))
+        job.task = asyncio.create_task(self._run(job, req, shape, batch, trace_id))
         return job
+
+    async def _ray_ready(self) -> None:
+        from ..scale.ray_build import RayBuildUnavailable, prepare
+
+        try:
+            await asyncio.to_thread(prepare, self.ctx.settings.ray_address)
+        except RayBuildUnavailable as exc:
+            raise ApiError(503, f"corpus builds run on Ray here, and {exc}") from None
 
     def _trim(self) -> None:
         finished = [j for j in self.jobs.values() if j.status != "running"]
@@ -214,10 +196,10 @@ class CorpusJobs:
     # -- the build ------------------------------------------------------------------------
 
     async def _run(
-        self, job: CorpusJob, req: CorpusBuildRequest, fields: list[str], batch: int, trace_id: str | None
+        self, job: CorpusJob, req: CorpusBuildRequest, shape: RowShape, batch: int, trace_id: str | None
     ) -> None:
         try:
-            await self._build(job, req, fields, batch, trace_id)
+            await self._build(job, req, shape, batch, trace_id)
             if job.failed_batches:
                 job.status = "failed" if job.added + job.updated == 0 else "partial"
                 if job.status == "failed":
@@ -236,7 +218,7 @@ class CorpusJobs:
             job.finished = time.time()
             self._trim()
 
-    async def _columns(self, req: CorpusBuildRequest, fields: list[str], trace_id: str | None) -> None:
+    async def _columns(self, req: CorpusBuildRequest, shape: RowShape, trace_id: str | None) -> None:
         """Check the named columns against the query's result columns (``LIMIT 0``) before
         anything changes: a bad ``id_column`` is named with the columns there are, instead of
         queryd's error about the paging SQL this module wraps around the caller's."""
@@ -253,8 +235,7 @@ class CorpusJobs:
         has = ", ".join(names) or "no columns"
         if req.id_column not in names:
             raise _Fatal(400, f"id_column {req.id_column!r} is not a column of the query's result (it has: {has})")
-        wanted = [*fields, *(req.metadata_columns or [])]
-        missing = [c for c in dict.fromkeys(wanted) if c not in names]
+        missing = [c for c in shape.columns() if c not in names]
         if missing:
             raise _Fatal(400, f"columns not in the query's result: {', '.join(missing)} (it has: {has})")
 
@@ -280,6 +261,53 @@ class CorpusJobs:
                 return
             offset += page_rows
 
+    async def _chunks(
+        self, job: CorpusJob, req: CorpusBuildRequest, shape: RowShape, batch: int, trace_id: str | None
+    ) -> AsyncIterator[Chunk]:
+        """The source rows as numbered batches (:func:`~lakehouse.matrix.rows.chunk_rows`),
+        counting rows read and skipped and batches made."""
+        checked = False
+        async for names, rows in self._pages(req, trace_id):
+            if not checked:
+                missing = [c for c in shape.columns() if c not in names]
+                if missing:
+                    raise _Fatal(
+                        400, f"columns not in the query's result: {', '.join(missing)} (it has: {', '.join(names)})"
+                    )
+                checked = True
+            made, n, skipped = chunk_rows(rows, shape, batch, first_row=job.rows_read, first_number=job.batches)
+            job.rows_read += n
+            job.rows_skipped += skipped
+            for chunk in made:
+                job.batches += 1
+                yield chunk
+
+    async def _embed_here(
+        self, chunks: AsyncIterator[Chunk], model: str, trace_id: str | None
+    ) -> AsyncIterator[tuple[Chunk, Embedded | EmbedFailed]]:
+        """The in-process engine: each batch through embedd, one after the other."""
+        async for chunk in chunks:
+            try:
+                name, _, vectors = await self.ctx.embedd.embed(chunk.texts, model or None, trace_id=trace_id)
+            except UpstreamError as exc:
+                yield chunk, EmbedFailed(str(exc))
+                continue
+            yield chunk, Embedded(name, vectors)
+
+    async def _embed_on_ray(
+        self, chunks: AsyncIterator[Chunk], model: str
+    ) -> AsyncIterator[tuple[Chunk, Embedded | EmbedFailed]]:
+        """The Ray engine: batches embedded in parallel on the cluster (scale/pipeline.py)."""
+        from ..scale.pipeline import PipelineFailed, embed_chunks
+
+        stream = embed_chunks(chunks, self.embedd, model, concurrency=self.ctx.settings.corpus_ray_actors)
+        async with contextlib.aclosing(stream):
+            try:
+                async for pair in stream:
+                    yield pair
+            except PipelineFailed as exc:
+                raise _Fatal(503, str(exc)) from None
+
     async def _ensure_index(self, job: CorpusJob, req: CorpusBuildRequest, dimension: int, trace_id: str | None) -> None:
         vectord = self.ctx.vectord
         try:
@@ -295,58 +323,38 @@ class CorpusJobs:
             )
 
     async def _build(
-        self, job: CorpusJob, req: CorpusBuildRequest, fields: list[str], batch: int, trace_id: str | None
+        self, job: CorpusJob, req: CorpusBuildRequest, shape: RowShape, batch: int, trace_id: str | None
     ) -> None:
         ctx = self.ctx
-        await self._columns(req, fields, trace_id)
+        await self._columns(req, shape, trace_id)
         if req.replace:
             try:
                 await ctx.vectord.drop(req.name, missing_ok=True, trace_id=trace_id)
             except UpstreamError as exc:
                 raise _Fatal(502, f"vectord: cannot drop index {req.name!r}: {exc.message}") from None
-        checked = False
+        chunks = self._chunks(job, req, shape, batch, trace_id)
+        if self.engine == "ray":
+            stream = self._embed_on_ray(chunks, req.model)
+        else:
+            stream = self._embed_here(chunks, req.model, trace_id)
         index_ready = False
-        async for names, rows in self._pages(req, trace_id):
-            if not checked:
-                wanted = [req.id_column, *fields, *(req.metadata_columns or [])]
-                missing = [c for c in dict.fromkeys(wanted) if c not in names]
-                if missing:
-                    raise _Fatal(
-                        400, f"columns not in the query's result: {', '.join(missing)} (it has: {', '.join(names)})"
-                    )
-                checked = True
-            job.rows_read += len(rows)
-            items: list[tuple[str, str, dict[str, Any]]] = []
-            for row in rows:
-                rid = row.get(req.id_column)
-                text = render_template(req.text_template, row) if req.text_template else _columns_text(fields, row)
-                if rid is None or _text(rid) == "" or not text.strip():
-                    job.rows_skipped += 1
+        async with contextlib.aclosing(stream):
+            async for chunk, outcome in stream:
+                if isinstance(outcome, EmbedFailed):
+                    job.failed_batches.append({**chunk.report(), "stage": "embed", "error": outcome.error})
                     continue
-                meta = row if req.metadata_columns is None else {c: row.get(c) for c in req.metadata_columns}
-                items.append((_text(rid), text, meta))
-            for lo in range(0, len(items), batch):
-                chunk = items[lo : lo + batch]
-                number = job.batches
-                job.batches += 1
-                report = {"batch": number, "first_row": job.rows_read - len(rows) + lo, "rows": len(chunk)}
-                try:
-                    model, _, vectors = await ctx.embedd.embed([t for _, t, _ in chunk], req.model or None, trace_id=trace_id)
-                except UpstreamError as exc:
-                    job.failed_batches.append({**report, "stage": "embed", "error": str(exc)})
-                    continue
-                job.rows_embedded += len(chunk)
-                job.model = model
+                job.rows_embedded += len(chunk.ids)
+                job.model = outcome.model
                 if not index_ready:
-                    job.dimension = int(vectors.shape[1])
+                    job.dimension = int(outcome.vectors.shape[1])
                     await self._ensure_index(job, req, job.dimension, trace_id)
                     index_ready = True
                 try:
                     added, updated = await ctx.vectord.add(
-                        req.name, [i for i, _, _ in chunk], vectors, [m for _, _, m in chunk], trace_id=trace_id
+                        req.name, chunk.ids, outcome.vectors, chunk.metadata, trace_id=trace_id
                     )
                 except UpstreamError as exc:
-                    job.failed_batches.append({**report, "stage": "add", "error": str(exc)})
+                    job.failed_batches.append({**chunk.report(), "stage": "add", "error": str(exc)})
                     continue
                 job.added += added
                 job.updated += updated

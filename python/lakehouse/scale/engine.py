@@ -15,9 +15,11 @@ daemon is this module's :func:`main`, a small supervisor that
 
 The daemons are pinned to the node ``up`` runs on because their URLs in the config are
 that node's (the gateway reaches them there; clients see the same gateway wire). What
-spreads over the cluster is vectord's sharded indexes: inside the vectord actor,
-``[vectord].ray_address`` defaults to the cluster the actor runs in, so an index created
-with shards/replicas above 1 places its replicas on every node (docs/scale-out.md).
+spreads over the cluster is vectord's sharded indexes and matrixd's corpus builds: inside
+the vectord actor, ``[vectord].ray_address`` defaults to the cluster the actor runs in, so an
+index created with shards/replicas above 1 places its replicas on every node, and inside the
+matrixd actor ``[matrixd].ray_address`` does, so a corpus build embeds its batches on every
+node (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -92,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     address = args.address or os.environ.get(ADDRESS_ENV) or "auto"
     ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
     env = {k: v for k, v in os.environ.items() if k.startswith("LAKEHOUSE_")}
-    if args.name == "vectord" and not load_config(args.config).vectord.ray_address:
+    config = load_config(args.config)
+    if args.name == "vectord" and not config.vectord.ray_address:
         # Sharded indexes go to the cluster this daemon runs in, unless configured otherwise.
         env.setdefault("LAKEHOUSE_VECTORD_RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    if args.name == "matrixd" and not config.matrixd.ray_address:
+        # So do corpus builds' embed batches.
+        env.setdefault("LAKEHOUSE_MATRIXD_RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     here = ray.get_runtime_context().get_node_id()
     actor = ray.remote(_Daemon).options(
         name=f"daemon/{args.name}",

@@ -12,7 +12,8 @@ Routes (docs/matrix.md has every shape, default and decision):
 - ``POST /matrix/playbooks/calibration`` ``{playbook_corpus?, model?, query_text?, refresh?}``
   -> the calibrated thresholds and why (``lakehouse calibrate`` prints it)
 - ``GET  /matrix/corpora``           vectord's index list
-- ``POST /matrix/corpus/build``      SQL on queryd -> embedd -> a vectord index;
+- ``POST /matrix/corpus/build``      SQL on queryd -> embedd -> a vectord index (the embed
+  batches on a Ray cluster when ``[matrixd].ray_address`` is set; 503 when it cannot be used);
   ``GET /matrix/corpus/build`` lists jobs, ``GET /matrix/corpus/build/{job_id}`` one job
 
 The logic lives in :mod:`lakehouse.matrix`; this file decodes bodies and wires routes.
@@ -195,7 +196,7 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
             client.pool = HttpPool(client.base_url, headers={"Authorization": f"Bearer {token}"} if token else None)
             pools.append(client.pool)
     app[MATRIX] = ctx
-    app[CORPUS_JOBS] = corpus.CorpusJobs(ctx)
+    app[CORPUS_JOBS] = corpus.CorpusJobs(ctx, config.embedd)
     try:
         yield
     finally:
@@ -233,7 +234,7 @@ def create_app(config: Config) -> web.Application:
     r.post("/matrix/playbooks/record", handle_record, summary="Record one playbook entry", body=RecordRequest, ok=A.PlaybookRecorded, errors=(404, 502, 504))
     r.post("/matrix/playbooks/bulk", handle_bulk, summary="Record many playbook entries (a bad entry fails alone)", body=BulkRequest, ok=A.BulkRecorded, errors=(404, 502, 504))
     r.post("/matrix/playbooks/calibration", handle_calibration, summary="The playbook thresholds the calibration chose, and why", body=CalibrationRequest, ok=dict[str, Any], errors=(502, 504))
-    r.post("/matrix/corpus/build", handle_build, summary="SQL on queryd -> embedd -> a vectord index", body=CorpusBuildRequest, ok=A.CorpusJob, responses={202: A.CorpusJob}, errors=(404, 409, 502, 504))
+    r.post("/matrix/corpus/build", handle_build, summary="SQL on queryd -> embedd -> a vectord index", body=CorpusBuildRequest, ok=A.CorpusJob, responses={202: A.CorpusJob}, errors=(404, 409, 502, 503, 504))
     r.get("/matrix/corpus/build", handle_jobs, summary="Every corpus build job", ok=A.CorpusJobs)
     r.get("/matrix/corpus/build/{job_id}", handle_job, summary="One corpus build job", ok=A.CorpusJob, errors=(404,))
     return app
