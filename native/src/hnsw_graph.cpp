@@ -55,12 +55,10 @@ struct HnswGraph::Scratch {
   std::uint16_t tag = 0;
   std::vector<Candidate> cand;
   std::vector<std::uint32_t> buf;
-  std::vector<float> dist;  // distances of one expanded node's fresh neighbours
 
   void begin(std::size_t slots, std::size_t links) {
     if (visited.size() < slots) visited.resize(slots, 0);
     if (buf.size() < links) buf.resize(links);
-    if (dist.size() < links) dist.resize(links);
     if (++tag == 0) {
       std::fill(visited.begin(), visited.end(), 0);
       tag = 1;
@@ -243,14 +241,9 @@ void HnswGraph::search_layer(const float* q, std::uint32_t ep, float ep_dist, in
       }
     }
     n = fresh;
-    // All distances first, then the heap updates: no data-dependent branch sits between two
-    // kernel calls, so the CPU runs ahead into the next vector's loads while the current one
-    // is still arriving (the kernel waits on memory, not on arithmetic; docs/vectord.md).
-    float* dist = sc.dist.data();
-    for (std::size_t i = 0; i < n; ++i) dist[i] = vv(q, buf[i]);
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = buf[i];
-      const float d = dist[i];
+      const float d = vv(q, s);
       if (top.size() < ef || d < bound) {
         cand.emplace_back(d, s);
         std::push_heap(cand.begin(), cand.end(), MinFirst());
