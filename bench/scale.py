@@ -122,8 +122,8 @@ def corpus_in_process(rows: list[dict[str, Any]], section: Any, batch: int) -> t
     import asyncio
 
     from lakehouse.embed import build_embedder
-    from lakehouse.index import VectorIndex
     from lakehouse.matrix.rows import RowShape, chunk_rows
+    from lakehouse.vectors.index import VectorIndex
 
     shape = RowShape.of("id", text_template=CORPUS_TEMPLATE, metadata_columns=["role", "city"])
     embedder = build_embedder(section)
@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(row)
             ix.drop()
         if rows:
-            from lakehouse.index import VectorIndex
             from lakehouse.scale.pipeline import build_corpus
+            from lakehouse.vectors.index import VectorIndex
 
             log(f"corpus build on Ray: {len(rows)} rows, {args.nodes} embedder actors ...")
             target = VectorIndex(384)

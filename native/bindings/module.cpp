@@ -2,7 +2,7 @@
 // c-contiguous float32 and are shape-checked once), releases the GIL around every native
 // loop, and maps C++ errors to Python ones: std::invalid_argument and FormatError ->
 // ValueError, a missing id -> KeyError. The public, documented API is the Python facade in
-// lakehouse/index.py; this module is private.
+// lakehouse/vectors/index.py; this module is private.
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -442,7 +442,7 @@ PYBIND11_MODULE(_native, m) {
            py::call_guard<py::gil_scoped_release>())
       .def_static("load", &Index::load, py::arg("path"), py::call_guard<py::gil_scoped_release>());
 
-  // ---- playbook boost / inject and the role gate (lakehouse/playbook.py wraps these) ----
+  // ---- playbook boost / inject and the role gate (lakehouse/matrix/ranking.py wraps these) ----
   m.def("role_normalize", [](const std::string& role) { return role_normalize(role); },
         py::arg("role"));
   m.def("role_equal", [](const std::string& a, const std::string& b) { return role_equal(a, b); },
@@ -510,6 +510,6 @@ PYBIND11_MODULE(_native, m) {
       py::arg("exclude_ids"), py::arg("max_distance"), py::arg("max_inject_distance"),
       py::arg("k"), py::arg("vetoed_hits"), py::arg("hit_queries") = std::vector<std::string>{},
       py::arg("max_ratio") = 0.0,
-      "Playbook boost + inject (see lakehouse/playbook.h); private, use lakehouse.playbook.");
+      "Playbook boost + inject (see lakehouse/playbook.h); private, use lakehouse.matrix.ranking.");
   // ---- end of the playbook block ----
 }

@@ -13,7 +13,7 @@ Two drivers use it:
   ``lakehouse corpus build``): rows paged from queryd, batches added to vectord
   (:mod:`lakehouse.matrix.corpus`, through :func:`embed_chunks`);
 - :func:`build_corpus` from Python, into any object with ``add(ids, vectors, metadata)``
-  (a :class:`~lakehouse.scale.ShardedIndex`, a :class:`~lakehouse.index.VectorIndex`)::
+  (a :class:`~lakehouse.scale.ShardedIndex`, a :class:`~lakehouse.vectors.index.VectorIndex`)::
 
       stats = build_corpus(index, rows, provider="hash", dimension=384,
                            id_column="id", text_template="{text}", metadata_columns=["role"])
