@@ -53,11 +53,11 @@ import orjson
 from ..data.storage import ObjectNotFound, ObjectStore
 from ..vectors.index import Hit, VectorIndex
 from ..vectors.registry import (
-    MAX_BATCH_RESULTS,
     VECTORS_PREFIX,
     IndexParams,
     ItemNotFound,
     NamedIndex,
+    check_batch,
 )
 from .backend import Backend, ReplicaSpec, ReplicaUnavailable
 from .placement import group_by_shard, shard_of, validate_layout
@@ -445,19 +445,9 @@ class ShardedIndex:
     ) -> list[list[Hit]]:
         """One merged result list per query row."""
         queries = np.asarray(queries, dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.index.dims:
-            raise ValueError(
-                f"vectors must have {self.index.dims} dimensions each, got shape {queries.shape}"
-            )
-        self._check_query(k, ef)
+        check_batch(queries, self.index.dims, self.count, k, ef)
         if not len(queries):
             return []
-        k_eff = max(1, min(k, self.count))
-        if len(queries) * k_eff > MAX_BATCH_RESULTS:
-            raise ValueError(
-                f"batch too large: {len(queries)} queries x k {k_eff} is more than "
-                f"{MAX_BATCH_RESULTS:,} results"
-            )
         excl = self._exclusions(exclude_ids)
         shards = range(self.shards)
         got = self._read(shards, "search_batch", {s: (queries, k, ef, excl[s]) for s in shards})

@@ -65,6 +65,7 @@ from .index import DISTANCES, Hit, SaveCoalescer, VectorIndex, _encode_metadata
 from .wal import WalError, WriteAheadLog
 
 __all__ = [
+    "check_batch",
     "NAME_PATTERN",
     "VECTORS_PREFIX",
     "SUFFIX",
@@ -400,6 +401,22 @@ def _raw_metadata(index: VectorIndex, item: str) -> bytes:
     return meta or b""
 
 
+def check_batch(queries: np.ndarray, dims: int, count: int, k: int, ef: int | None) -> int:
+    """The k a batch search of ``count`` items asks the core for, or ValueError: the shape,
+    k and ef in range, and at most MAX_BATCH_RESULTS rows in the answer (a (queries x k)
+    padded table, where k past the live count only pads it)."""
+    if queries.ndim != 2 or queries.shape[1] != dims:
+        raise ValueError(f"vectors must have {dims} dimensions each, got shape {queries.shape}")
+    NamedIndex._check_query(k, ef)
+    k_eff = max(1, min(k, count))
+    if len(queries) * k_eff > MAX_BATCH_RESULTS:
+        raise ValueError(
+            f"batch too large: {len(queries)} queries x k {k_eff} is more than "
+            f"{MAX_BATCH_RESULTS:,} results"
+        )
+    return k_eff
+
+
 class NamedIndex:
     """One named index, its saver and its persistence counters. See the module docstring."""
 
@@ -551,20 +568,9 @@ class NamedIndex:
         exclude_ids: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         """One result list per query row (on the index's worker threads)."""
-        if queries.ndim != 2 or queries.shape[1] != self.index.dims:
-            raise ValueError(
-                f"vectors must have {self.index.dims} dimensions each, got shape {queries.shape}"
-            )
-        self._check_query(k, ef)
+        k_eff = check_batch(queries, self.index.dims, self.count, k, ef)
         if not len(queries):
             return []
-        # The answer has a (queries x k) padded table: k past the live count only pads it.
-        k_eff = max(1, min(k, self.count))
-        if len(queries) * k_eff > MAX_BATCH_RESULTS:
-            raise ValueError(
-                f"batch too large: {len(queries)} queries x k {k_eff} is more than "
-                f"{MAX_BATCH_RESULTS:,} results"
-            )
         ids, distances = self.index.search_batch(queries, k_eff, ef, exclude_ids)
         # search_batch returns no metadata: look each distinct hit up once. An item deleted
         # since the search is dropped from its row, as if the search had run a moment later.
