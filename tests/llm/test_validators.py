@@ -203,7 +203,10 @@ def fills(*ids, names=None):
 def test_fill_happy_path(roster):
     report = validate("fill", fills("W-1"), roster, CTX)
     assert isinstance(report, Report) and report.findings == []
-    assert report.to_json() == {"validator": "staffing.fill", "findings": [], "elapsed_ms": 0}
+    # elapsed_ms is wall time (0 on a quiet machine, more under load): its type, not its value
+    answer = report.to_json()
+    assert isinstance(answer.pop("elapsed_ms"), int)
+    assert answer == {"validator": "staffing.fill", "findings": []}
 
 
 @pytest.mark.parametrize(
