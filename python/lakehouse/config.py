@@ -254,6 +254,7 @@ class VectordConfig(ServiceSection):
 
     def validate(self, section: str) -> None:
         super().validate(section)
+        _check_ray_address(f"[{section}].ray_address", self.ray_address)
         if self.durability not in ("fsync", "os", "none"):
             raise ConfigError(
                 f"[{section}].durability: must be 'fsync', 'os' or 'none', got {self.durability!r}"

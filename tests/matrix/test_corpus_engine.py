@@ -16,12 +16,14 @@ from testkit import free_port
 BODY = {"name": "w", "sql": "SELECT 1 AS id, 'x' AS t", "id_column": "id", "text_columns": ["t"]}
 
 
-def test_ray_address_is_checked_when_the_config_loads(tmp_path):
+@pytest.mark.parametrize("daemon", ["matrixd", "vectord"])
+def test_ray_address_is_checked_when_the_config_loads(tmp_path, daemon):
+    var = f"LAKEHOUSE_{daemon.upper()}_RAY_ADDRESS"
     for good in ("", "auto", "local", "10.0.0.5:6379", "head.example:6379"):
-        assert load_config(env={"LAKEHOUSE_MATRIXD_RAY_ADDRESS": good}).matrixd.ray_address == good
+        assert getattr(load_config(env={var: good}), daemon).ray_address == good
     for bad in ("nope", "host:", ":6379", "host:0", "host:99999", "host:port"):
-        with pytest.raises(ConfigError, match=r"\[matrixd\]\.ray_address"):
-            load_config(env={"LAKEHOUSE_MATRIXD_RAY_ADDRESS": bad})
+        with pytest.raises(ConfigError, match=rf"\[{daemon}\]\.ray_address"):
+            load_config(env={var: bad})
     with pytest.raises(ConfigError, match="corpus_ray_actors"):
         load_config(env={"LAKEHOUSE_MATRIXD_CORPUS_RAY_ACTORS": "-1"})
     assert load_config(env={}).matrixd.ray_address == ""  # the default: builds stay in matrixd
