@@ -4,27 +4,11 @@
 #include <immintrin.h>
 
 #include "lakehouse/distance.h"
+#include "avx2_common.h"
 
 namespace lakehouse::detail {
-namespace {
-
-inline float hsum256(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  __m128 sh = _mm_movehdup_ps(lo);
-  __m128 s = _mm_add_ps(lo, sh);
-  sh = _mm_movehl_ps(sh, s);
-  s = _mm_add_ss(s, sh);
-  return _mm_cvtss_f32(s);
-}
-
-inline __m256i tail_mask(std::size_t rem) {
-  alignas(32) static const int kMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask + 8 - rem));
-}
-
-}  // namespace
+using avx2::hsum256;
+using avx2::tail_mask;
 
 float l2sq_avx2(const float* a, const float* b, std::size_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();

@@ -8,26 +8,13 @@
 #include <immintrin.h>
 
 #include "lakehouse/scan.h"
+#include "avx2_common.h"
 
 namespace lakehouse::detail {
 namespace {
 
-// Both as in distance_avx2.cpp (the sum's order is part of the bit-for-bit contract).
-inline float hsum256(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  __m128 sh = _mm_movehdup_ps(lo);
-  __m128 s = _mm_add_ps(lo, sh);
-  sh = _mm_movehl_ps(sh, s);
-  s = _mm_add_ss(s, sh);
-  return _mm_cvtss_f32(s);
-}
-
-inline __m256i tail_mask(std::size_t rem) {
-  alignas(32) static const int kMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask + 8 - rem));
-}
+using avx2::hsum256;
+using avx2::tail_mask;
 
 template <bool L2>
 inline __m256 step(__m256 q, __m256 x, __m256 s) {
