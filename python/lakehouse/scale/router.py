@@ -51,7 +51,7 @@ import numpy as np
 import orjson
 
 from ..data.storage import ObjectNotFound, ObjectStore
-from ..vectors.index import Hit, VectorIndex
+from ..vectors.index import Hit, VectorIndex, delete_ids
 from ..vectors.registry import (
     VECTORS_PREFIX,
     IndexParams,
@@ -341,12 +341,7 @@ class ShardedIndex:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id (unknown ids are ignored); how many were deleted."""
-        if isinstance(ids, str | bytes):
-            raise ValueError("ids must be a sequence of strings, not a single string")
-        id_list = list(ids)
-        for i, v in enumerate(id_list):
-            if not isinstance(v, str):
-                raise ValueError(f"item {i}: id must be a string, got {type(v).__name__}")
+        id_list = delete_ids(ids)
         if not id_list:
             return 0
         parts = {s: ([id_list[i] for i in pos],) for s, pos in group_by_shard(id_list, self.shards).items()}

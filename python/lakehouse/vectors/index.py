@@ -29,7 +29,7 @@ import orjson
 
 from .. import _native
 
-__all__ = ["VectorIndex", "Hit", "SaveCoalescer", "DISTANCES"]
+__all__ = ["VectorIndex", "Hit", "SaveCoalescer", "DISTANCES", "delete_ids"]
 
 DISTANCES = ("cosine", "euclidean", "dot")
 
@@ -86,6 +86,18 @@ def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
         if not v:
             raise ValueError(f"item {i}: empty id")
     return out
+
+
+def delete_ids(ids: Sequence[str]) -> list[str]:
+    """The ids of a delete as a list, or ValueError (unknown and empty ids are allowed: they
+    match nothing)."""
+    if isinstance(ids, str | bytes):
+        raise ValueError("ids must be a sequence of strings, not a single string")
+    id_list = list(ids)
+    for i, v in enumerate(id_list):
+        if not isinstance(v, str):
+            raise ValueError(f"item {i}: id must be a string, got {type(v).__name__}")
+    return id_list
 
 
 def _as_float32(a: Any, what: str) -> np.ndarray:
@@ -210,13 +222,7 @@ class VectorIndex:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id; unknown ids are ignored. Returns how many were deleted."""
-        if isinstance(ids, str | bytes):
-            raise ValueError("ids must be a sequence of strings, not a single string")
-        id_list = list(ids)
-        for i, v in enumerate(id_list):
-            if not isinstance(v, str):
-                raise ValueError(f"item {i}: id must be a string, got {type(v).__name__}")
-        return int(self._ix.remove(id_list))
+        return int(self._ix.remove(delete_ids(ids)))
 
     def rebuild(self) -> None:
         """Rebuild the graph from the side store (searches continue on the old graph)."""
