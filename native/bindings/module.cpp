@@ -361,17 +361,34 @@ PYBIND11_MODULE(_native, m) {
       .def(
           "search_batch",
           [](const Index& ix, const FloatArray& queries, std::size_t k, std::size_t ef,
-             const std::vector<std::string>& exclude) {
+             const std::vector<std::string>& exclude, bool with_metadata) -> py::object {
             const float* q = matrix(queries, ix.params().dims, "queries");
             const auto nq = std::size_t(queries.shape(0));
             py::array_t<float> distances({nq, k});
             std::vector<std::string> ids;
+            std::vector<std::optional<std::string>> metadata;
             {
               float* out = distances.mutable_data();
               py::gil_scoped_release release;
-              ix.search_batch(q, nq, k, ef, exclude, ids, out);
+              ix.search_batch(q, nq, k, ef, exclude, ids, out,
+                              with_metadata ? &metadata : nullptr);
             }
             py::list rows(nq);
+            if (with_metadata) {
+              // one list of (id, distance, metadata) per query, as search returns; no padding
+              const float* d = distances.data();
+              for (std::size_t i = 0; i < nq; ++i) {
+                std::size_t n = 0;
+                while (n < k && !ids[i * k + n].empty()) ++n;
+                py::list r(n);
+                for (std::size_t j = 0; j < n; ++j) {
+                  const std::size_t at = i * k + j;
+                  r[j] = py::make_tuple(py::str(ids[at]), d[at], bytes_or_none(metadata[at]));
+                }
+                rows[i] = std::move(r);
+              }
+              return std::move(rows);
+            }
             for (std::size_t i = 0; i < nq; ++i) {
               py::list r(k);
               for (std::size_t j = 0; j < k; ++j) r[j] = py::str(ids[i * k + j]);
@@ -379,7 +396,8 @@ PYBIND11_MODULE(_native, m) {
             }
             return py::make_tuple(std::move(rows), std::move(distances));
           },
-          py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("exclude"))
+          py::arg("queries"), py::arg("k"), py::arg("ef"), py::arg("exclude"),
+          py::arg("with_metadata") = false)
       .def(
           "remove",
           [](Index& ix, const std::vector<std::string>& ids) {

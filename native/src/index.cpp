@@ -469,12 +469,14 @@ std::vector<SearchHit> Index::search(const float* query, std::size_t k, std::siz
 
 void Index::search_batch(const float* queries, std::size_t q, std::size_t k, std::size_t ef,
                          const std::vector<std::string>& exclude,
-                         std::vector<std::string>& out_ids, float* out_distances) const {
+                         std::vector<std::string>& out_ids, float* out_distances,
+                         std::vector<std::optional<std::string>>* out_metadata) const {
   if (k == 0) throw std::invalid_argument("k must be positive");
   const std::size_t d = params_.dims;
   std::vector<float> prepared(q * d);
   for (std::size_t i = 0; i < q; ++i) prepare(queries + i * d, prepared.data() + i * d, i, "query");
   out_ids.assign(q * k, std::string());
+  if (out_metadata != nullptr) out_metadata->assign(q * k, std::nullopt);
   std::fill(out_distances, out_distances + q * k, kInf);
   const std::vector<std::uint32_t> excluded = exclude_slots(exclude);
   // Queries that need the exact scan (below the threshold, or a short graph answer) are
@@ -489,6 +491,9 @@ void Index::search_batch(const float* queries, std::size_t q, std::size_t k, std
       for (const Candidate& c : hits) {
         out_ids[i * k + j] = store_.id(c.second);
         out_distances[i * k + j] = space_.to_output(c.first);
+        if (out_metadata != nullptr) {
+          if (const std::string* m = store_.metadata(c.second)) (*out_metadata)[i * k + j] = *m;
+        }
         ++j;
       }
     };

@@ -1,7 +1,7 @@
 # Typing for the compiled module lakehouse._native (private: use the lakehouse package;
 # lakehouse.VectorIndex, lakehouse.SaveCoalescer and lakehouse.matrix.ranking wrap these).
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -58,9 +58,24 @@ class HnswIndex:
         exclude: Sequence[str],
         with_metadata: bool,
     ) -> list[tuple[str, float, bytes | None]]: ...
+    @overload
     def search_batch(
-        self, queries: npt.NDArray[np.float32], k: int, ef: int, exclude: Sequence[str]
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        ef: int,
+        exclude: Sequence[str],
+        with_metadata: Literal[False] = False,
     ) -> tuple[list[list[str]], npt.NDArray[np.float32]]: ...
+    @overload
+    def search_batch(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        ef: int,
+        exclude: Sequence[str],
+        with_metadata: Literal[True],
+    ) -> list[list[tuple[str, float, bytes | None]]]: ...
     def remove(self, ids: Sequence[str]) -> int: ...
     def get(self, id: str) -> tuple[npt.NDArray[np.float32], bytes | None]: ...
     def ids(self) -> list[str]: ...

@@ -129,6 +129,36 @@ def test_search_batch_pads_short_rows():
     assert len(ix.search(x[0], k=5)) == 3
 
 
+@pytest.mark.parametrize("threshold", [0, 10_000])  # graph search, exact scan
+def test_search_batch_hits_carry_each_hits_metadata(threshold):
+    ix, ids, x = small("cosine", n=120, brute_force_threshold=threshold)
+    ix.add(ids[:60], x[:60], [{"n": i} if i % 3 else None for i in range(60)])
+    ix.add(ids[60:], x[60:], [b"raw-" + str(i).encode() for i in range(60, 120)])
+    excluded = ids[:5]
+    rows = ix.search_batch_hits(x[:7], k=8, exclude_ids=excluded)
+    found, dist = ix.search_batch(x[:7], k=8, exclude_ids=excluded)
+    assert len(rows) == 7
+    for hits, row_ids, row_d in zip(rows, found, dist, strict=True):
+        assert [h.id for h in hits] == row_ids
+        assert [h.distance for h in hits] == [float(d) for d in row_d]
+        assert all(isinstance(h, Hit) for h in hits)
+        for h in hits:
+            assert h.metadata == ix.get(h.id)[1]
+    # each item's own vector finds it first, with its metadata: a dict, none, raw bytes
+    own = ix.search_batch_hits(x[[10, 12, 70]], k=1)
+    assert [(h.id, h.metadata) for [h] in own] == [(ids[10], {"n": 10}), (ids[12], None), (ids[70], b"raw-70")]
+
+
+def test_search_batch_hits_drop_padding():
+    ix, ids, x = small("euclidean", n=3)
+    rows = ix.search_batch_hits(x[:2], k=5)
+    assert [len(r) for r in rows] == [3, 3]
+    assert [h.id for h in rows[0]] == [h.id for h in ix.search(x[0], k=5)]
+    assert VectorIndex(3).search_batch_hits(np.ones((2, 3), np.float32), k=2) == [[], []]
+    with pytest.raises(ValueError):
+        ix.search_batch_hits(x[0], k=2)  # one vector, not a batch
+
+
 def test_empty_index():
     ix = VectorIndex(3)
     assert ix.search(np.ones(3, np.float32), k=3) == []

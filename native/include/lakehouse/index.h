@@ -111,10 +111,12 @@ class Index {
   std::vector<SearchHit> search(const float* query, std::size_t k, std::size_t ef,
                                 const std::vector<std::string>& exclude, bool with_metadata) const;
 
-  // q queries; writes q*k ids ("" for padding) and distances (+inf for padding).
+  // q queries; writes q*k ids ("" for padding) and distances (+inf for padding); with
+  // out_metadata, also each hit's metadata, read under the same lock as its id.
   void search_batch(const float* queries, std::size_t q, std::size_t k, std::size_t ef,
                     const std::vector<std::string>& exclude, std::vector<std::string>& out_ids,
-                    float* out_distances) const;
+                    float* out_distances,
+                    std::vector<std::optional<std::string>>* out_metadata = nullptr) const;
 
   std::size_t remove(const std::vector<std::string>& ids);
 

@@ -76,6 +76,15 @@ def _decode_metadata(raw: bytes | None) -> dict[str, Any] | bytes | None:
     return body
 
 
+def _hits(rows: list[tuple[str, float, bytes | None]]) -> list[Hit]:
+    """The binding's ``(id, distance, raw metadata)`` rows as Hits."""
+    if any(m is not None for _, _, m in rows):
+        return [Hit(i, d, _decode_metadata(m)) for i, d, m in rows]
+    # no metadata to decode: the rows become Hits as they are (tuple.__new__ is a C call;
+    # Hit(...) runs a Python-level __new__ per row)
+    return [_new_tuple(Hit, r) for r in rows]
+
+
 def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
     if isinstance(ids, str | bytes):
         raise ValueError(f"{what} must be a sequence of strings, not a single {type(ids).__name__}")
@@ -262,12 +271,7 @@ class VectorIndex:
         q = _as_float32(vector, "vector")
         if q.ndim != 1 or q.shape[0] != self.dims:
             raise ValueError(f"vector must have shape ({self.dims},), got {q.shape}")
-        rows = self._ix.search(q, k, self._ef(ef), self._exclude(exclude_ids), True)
-        if any(m is not None for _, _, m in rows):
-            return [Hit(i, d, _decode_metadata(m)) for i, d, m in rows]
-        # no metadata to decode: the binding's (id, distance, None) rows become Hits as they
-        # are (tuple.__new__ is a C call; Hit(...) runs a Python-level __new__ per row)
-        return [_new_tuple(Hit, r) for r in rows]
+        return _hits(self._ix.search(q, k, self._ef(ef), self._exclude(exclude_ids), True))
 
     def search_batch(
         self,
@@ -288,6 +292,23 @@ class VectorIndex:
             raise ValueError(f"queries must have shape (q, {self.dims}), got {q.shape}")
         ids, distances = self._ix.search_batch(q, k, self._ef(ef), self._exclude(exclude_ids))
         return ids, distances
+
+    def search_batch_hits(
+        self,
+        queries: Any,
+        k: int = 10,
+        ef: int | None = None,
+        exclude_ids: Sequence[str] | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`search_batch` with each hit's metadata, as :meth:`search` returns them: one
+        list of hits per query, nearest first, without padding. Each hit's metadata is read
+        with its id, so a hit is never an item deleted or changed after it was found."""
+        k = _check_positive("k", k)
+        q = _as_float32(queries, "queries")
+        if q.ndim != 2 or q.shape[1] != self.dims:
+            raise ValueError(f"queries must have shape (q, {self.dims}), got {q.shape}")
+        rows = self._ix.search_batch(q, k, self._ef(ef), self._exclude(exclude_ids), True)
+        return [_hits(r) for r in rows]
 
     def get(self, id: str) -> tuple[np.ndarray, dict[str, Any] | bytes | None]:  # noqa: A002
         """``(vector, metadata)`` of an item; KeyError if absent. Cosine vectors come back

@@ -571,26 +571,7 @@ class NamedIndex:
         k_eff = check_batch(queries, self.index.dims, self.count, k, ef)
         if not len(queries):
             return []
-        ids, distances = self.index.search_batch(queries, k_eff, ef, exclude_ids)
-        # search_batch returns no metadata: look each distinct hit up once. An item deleted
-        # since the search is dropped from its row, as if the search had run a moment later.
-        meta: dict[str, Any] = {}
-        out: list[list[Hit]] = []
-        for row_ids, row_d in zip(ids, distances, strict=True):
-            row: list[Hit] = []
-            for j, item in enumerate(row_ids):
-                if not item:
-                    break  # padding: fewer than k live matches
-                if item not in meta:
-                    try:
-                        meta[item] = self.index.get(item)[1]
-                    except KeyError:
-                        meta[item] = KeyError
-                m = meta[item]
-                if m is not KeyError:
-                    row.append(Hit(item, float(row_d[j]), m))
-            out.append(row)
-        return out
+        return self.index.search_batch_hits(queries, k_eff, ef, exclude_ids)
 
     def get(self, item: str) -> tuple[np.ndarray, Any]:
         """``(vector, metadata)``; ItemNotFound when absent (cosine vectors are normalised)."""
