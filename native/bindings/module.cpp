@@ -16,11 +16,13 @@
 #include <type_traits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lakehouse/distance.h"
 #include "lakehouse/format.h"
 #include "lakehouse/index.h"
+#include "lakehouse/json_floats.h"
 #include "lakehouse/playbook.h"  // playbook block
 #include "lakehouse/role.h"      // playbook block
 #include "lakehouse/save_coalescer.h"
@@ -297,6 +299,22 @@ PYBIND11_MODULE(_native, m) {
   m.def("scan_tile", &scan_tile, "Queries that share one pass of the exact scan (scan.h).");
   m.def("set_scan_tile", &set_scan_tile, py::arg("width"),
         "Sets the exact scan's tile width, process-wide; 1 = one pass per query (A/B runs).");
+  m.def(
+      "json_floats",
+      [](const py::buffer& text) -> py::object {
+        const py::buffer_info info = text.request();
+        if (info.ndim != 1 || info.itemsize != 1 || (info.size > 1 && info.strides[0] != 1)) {
+          throw py::value_error("json_floats takes contiguous bytes");
+        }
+        std::vector<float> values;
+        const std::string_view view(static_cast<const char*>(info.ptr), std::size_t(info.size));
+        if (!parse_json_float_array(view, values)) return py::none();
+        py::array_t<float> out(values.size());
+        std::copy(values.begin(), values.end(), out.mutable_data());
+        return std::move(out);
+      },
+      py::arg("text"),
+      "The numbers of a JSON array as float32 (json_floats.h), or None for anything else.");
   m.def("crc32c", [](py::bytes b) {
     const std::string s = b;
     return crc32c(s.data(), s.size());

@@ -448,6 +448,32 @@ async def test_search_rejects_bad_requests_with_400(client, body, words):
     assert_error(status, answer, 400, *words)
 
 
+async def test_every_spelling_of_a_vector_searches_alike(client):
+    # A plain array of numbers is read natively (json_floats.h); any other body takes the
+    # general decoder. Both must give the same query, and the same errors as before.
+    await create(client, "w", 3, distance="euclidean")
+    await add(client, "w", [{"id": f"i{j}", "vector": [j, -j / 3, 0.5]} for j in range(20)])
+    want = await search(client, "w", vector=[2.5, -0.8, 0.5], k=4)
+    for raw in [
+        b'{"vector": [2.5, -0.8, 0.5], "k": 4}',
+        b'{"k": 4, "vector":\n [ 2.5 ,\t-8e-1, 5E-1 ] }',
+        b'{"vector": [25e-1, -0.80000000000000004, 0.5000], "k": 4, "ef": 50, "exclude_ids": []}',
+    ]:
+        status, body = await call(client, "POST", "/vectors/index/w/search", raw)
+        assert status == 200 and body["results"] == want, raw
+    for raw, words in [
+        (b'{"vector": [2.5, "a", 0.5]}', ["vector"]),
+        (b'{"vector": [[2.5], 0, 0]}', ["vector"]),
+        (b'{"vector": [2.5, 0, 0], "k": "4"}', ["k"]),
+        (b'{"vector": null}', ["exactly one"]),
+        (b'{"vector": [2.5, 0, 0,]}', ["malformed"]),
+        (b'{"vector": [1e400, 0, 0]}', []),
+        (b'{"vector": [2.5, 0, 0], "vector2": 1}', ["vector2"]),
+    ]:
+        status, body = await call(client, "POST", "/vectors/index/w/search", raw)
+        assert_error(status, body, 400, *words)
+
+
 async def test_concurrent_searches_share_trips_and_keep_their_own_answers(client):
     # 300 x 256 floats: above the inline threshold, so single searches go through the batcher.
     rng = np.random.default_rng(9)

@@ -63,6 +63,7 @@ from ..vectors.registry import (
     SaveFailed,
     VectorRegistry,
     WalError,
+    decode_vector,
     decode_vectors,
     is_empty_object,
 )
@@ -429,11 +430,28 @@ class SearchHeader(msgspec.Struct, forbid_unknown_fields=True):
     exclude_ids: list[str] | None = None
 
 
+class SearchOne(msgspec.Struct, forbid_unknown_fields=True):
+    """The common JSON search body, one query vector, read with the vector left as JSON text
+    for :func:`decode_vector` (read natively, without a Python float per element). Any body
+    this does not fit, or whose vector is not a plain array of numbers, is decoded as a
+    :class:`SearchRequest`, whose errors name what is wrong."""
+
+    vector: msgspec.Raw
+    k: int = 10
+    ef: int | None = None
+    exclude_ids: list[str] | None = None
+
+
+_search_one = msgspec.json.Decoder(SearchOne)
+
+
 #: announced on search answers: the route also takes binary frames (lakehouse.transport)
 _SEARCH_HEADERS = {"Accept-Post": ACCEPT_POST}
 
 
-def _search_body(request: web.Request, data: bytes) -> tuple[np.ndarray | None, np.ndarray | None, SearchHeader | SearchRequest]:
+def _search_body(
+    request: web.Request, data: bytes
+) -> tuple[np.ndarray | None, np.ndarray | None, SearchHeader | SearchOne | SearchRequest]:
     """``(one query, batch, params)`` of a search body, JSON or a binary frame (400 if bad)."""
     if request.content_type == F32:
         try:
@@ -444,6 +462,11 @@ def _search_body(request: web.Request, data: bytes) -> tuple[np.ndarray | None, 
         except msgspec.ValidationError as exc:
             raise ApiError.bad_request(f"binary body: header: {exc}") from None
         return (arr, None, params) if arr.ndim == 1 else (None, arr, params)
+    try:
+        one = _search_one.decode(data)
+        return decode_vector(one.vector), None, one
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError, ValueError):
+        pass  # not the common shape: the general decoder below says what is wrong
     body = decode_json(data, SearchRequest)
     query = None
     if body.vector is not None:

@@ -59,6 +59,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from .. import _native
 from ..data.storage import ObjectNotFound, ObjectStore
 from . import wal as wal_mod
 from .index import DISTANCES, Hit, SaveCoalescer, VectorIndex, _encode_metadata
@@ -86,6 +87,7 @@ __all__ = [
     "validate_name",
     "object_key",
     "is_empty_object",
+    "decode_vector",
     "decode_vectors",
 ]
 
@@ -221,6 +223,24 @@ def is_empty_object(raw: bytes) -> bool:
 _vector_decoder = msgspec.json.Decoder(list[float])
 
 
+def decode_vector(raw: bytes | msgspec.Raw) -> np.ndarray:
+    """One JSON array of numbers as a float32 vector; ValueError (naming what is wrong) for
+    anything else. The numbers are read natively (json_floats.h), with the values a general
+    decoder plus a float32 cast gives; only text that is not such an array takes the general
+    decoder, for its message. Overflow (1e39) becomes inf; the core rejects it."""
+    row = _native.json_floats(raw)
+    if row is not None:
+        return row
+    try:
+        values = _vector_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+    except msgspec.DecodeError as exc:  # a Raw is valid JSON; bytes may not be
+        raise ValueError(f"malformed JSON: {exc}") from exc
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float32)
+
+
 def decode_vectors(raws: Sequence[bytes | msgspec.Raw], dims: int, what: str = "item") -> np.ndarray:
     """Decode JSON arrays of numbers into a ``(len(raws), dims)`` float32 array.
 
@@ -228,18 +248,14 @@ def decode_vectors(raws: Sequence[bytes | msgspec.Raw], dims: int, what: str = "
     (the event loop keeps serving). ValueError names the first bad row: ``item 3: ...``.
     """
     out = np.empty((len(raws), dims), dtype=np.float32)
-    # float32 overflow (1e39) becomes inf here; the core then rejects it by item index.
-    with np.errstate(over="ignore"):
-        for i, raw in enumerate(raws):
-            try:
-                row = _vector_decoder.decode(raw)
-            except msgspec.ValidationError as exc:
-                raise ValueError(f"{what} {i}: vector: {exc}") from exc
-            except msgspec.DecodeError as exc:  # a Raw is valid JSON; bytes may not be
-                raise ValueError(f"{what} {i}: vector: malformed JSON: {exc}") from exc
-            if len(row) != dims:
-                raise ValueError(f"{what} {i}: vector has {len(row)} dimensions, expected {dims}")
-            out[i] = row
+    for i, raw in enumerate(raws):
+        try:
+            row = decode_vector(raw)
+        except ValueError as exc:
+            raise ValueError(f"{what} {i}: vector: {exc}") from exc
+        if len(row) != dims:
+            raise ValueError(f"{what} {i}: vector has {len(row)} dimensions, expected {dims}")
+        out[i] = row
     return out
 
 
