@@ -483,6 +483,7 @@ async def test_concurrent_searches_share_trips_and_keep_their_own_answers(client
     bodies = [{"vector": x[j], "k": 3} for j in range(30)]
     bodies += [{"vector": x[0], "k": 0}, {"vector": x[0][:10]}, {"vector": x[1], "k": 2, "exclude_ids": ["i1"]}]
     bodies += [{"vector": np.full(256, 1e39), "k": 3}]  # alike the first 30: in their batch call
+    bodies += [{"vector": [1.0], "k": 3}]  # alike too: must fail, not be broadcast to 256 values
     answers = await asyncio.gather(*(call(client, "POST", "/vectors/index/w/search", b) for b in bodies))
     for j in range(30):
         status, body = answers[j]
@@ -491,8 +492,9 @@ async def test_concurrent_searches_share_trips_and_keep_their_own_answers(client
     assert_error(*answers[31], 400, "10 dimensions")
     assert answers[32][0] == 200 and answers[32][1]["results"][0]["id"] != "i1"
     assert_error(*answers[33], 400, "NaN or inf")  # and only it failed
+    assert_error(*answers[34], 400, "1 dimensions")
     batcher = client.server.app[VECTORD].searches
-    assert batcher.jobs == 34 and batcher.trips < 34  # trips were shared
+    assert batcher.jobs == 35 and batcher.trips < 35  # trips were shared
     assert batcher.grouped > 0  # and alike searches shared a native batch call
 
 

@@ -180,9 +180,13 @@ def _run_trip(trip: list[SearchJob]) -> tuple[list[bytes | BaseException], int]:
         if len(members) > 1:
             first = trip[members[0]]
             try:
-                rows = first.entry.search_batch(
-                    np.stack([trip[i].query for i in members]), first.k, first.ef, first.exclude
-                )
+                shape = first.query.shape
+                queries = np.empty((len(members), *shape), dtype=np.float32)
+                for row, i in enumerate(members):
+                    if trip[i].query.shape != shape:  # no broadcasting of a 1-element query
+                        raise ValueError("queries of different lengths")
+                    queries[row] = trip[i].query
+                rows = first.entry.search_batch(queries, first.k, first.ef, first.exclude)
             except Exception:
                 pass  # a bad query in the group: answer each on its own below
             else:
