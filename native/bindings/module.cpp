@@ -195,6 +195,32 @@ py::object bytes_or_none(const std::optional<std::string>& s) {
   return py::bytes(*s);
 }
 
+// The facade's result type (lakehouse.vectors.index.Hit, a NamedTuple) and its decoder of
+// JSON-tagged metadata, registered once by the facade (set_hit_type); leaked on purpose, so
+// nothing is released after the interpreter is gone.
+PyTypeObject* g_hit_type = nullptr;
+PyObject* g_decode_json = nullptr;
+
+// Metadata as the facade gives it: none for none or "" (cleared), the JSON-tagged kind
+// decoded, the bytes kind as bytes (the facade's tags, lakehouse/vectors/index.py).
+py::object facade_metadata(const std::optional<std::string>& m) {
+  if (!m || m->empty()) return py::none();
+  py::bytes body(m->data() + 1, m->size() - 1);
+  if ((*m)[0] == 'J') return py::reinterpret_borrow<py::function>(g_decode_json)(body);
+  return std::move(body);
+}
+
+// One Hit(id, distance, metadata), made in C as tuple.__new__(Hit, ...) would: a search's
+// answer costs no Python-level call per hit.
+py::object make_hit(const std::string& id, double distance, const std::optional<std::string>& m) {
+  if (g_hit_type == nullptr) throw std::runtime_error("lakehouse._native: set_hit_type was not called");
+  py::object fields[3] = {py::str(id), py::float_(distance), facade_metadata(m)};
+  PyObject* hit = g_hit_type->tp_alloc(g_hit_type, 3);
+  if (hit == nullptr) throw py::error_already_set();
+  for (int i = 0; i < 3; ++i) PyTuple_SET_ITEM(hit, i, fields[i].release().ptr());
+  return py::reinterpret_steal<py::object>(hit);
+}
+
 py::dict stats_dict(const IndexStats& s) {
   py::dict d;
   d["count"] = s.count;
@@ -300,6 +326,21 @@ PYBIND11_MODULE(_native, m) {
   m.def("set_scan_tile", &set_scan_tile, py::arg("width"),
         "Sets the exact scan's tile width, process-wide; 1 = one pass per query (A/B runs).");
   m.def(
+      "set_hit_type",
+      [](const py::object& hit_type, const py::function& decode_json) {
+        if (!PyType_Check(hit_type.ptr()) ||
+            !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(hit_type.ptr()), &PyTuple_Type)) {
+          throw py::type_error("set_hit_type takes a tuple subclass");
+        }
+        Py_XDECREF(g_decode_json);
+        Py_XDECREF(reinterpret_cast<PyObject*>(g_hit_type));
+        g_hit_type = reinterpret_cast<PyTypeObject*>(hit_type.inc_ref().ptr());
+        g_decode_json = decode_json.inc_ref().ptr();
+      },
+      py::arg("hit_type"), py::arg("decode_json"),
+      "The type search answers are made of (3-tuples: id, distance, metadata) and the "
+      "decoder of JSON-tagged metadata; the facade calls it once, at import.");
+  m.def(
       "json_floats",
       [](const py::buffer& text) -> py::object {
         const py::buffer_info info = text.request();
@@ -370,8 +411,7 @@ PYBIND11_MODULE(_native, m) {
             }
             py::list out(hits.size());
             for (std::size_t i = 0; i < hits.size(); ++i) {
-              out[i] = py::make_tuple(py::str(hits[i].id), hits[i].distance,
-                                      bytes_or_none(hits[i].metadata));
+              out[i] = make_hit(hits[i].id, hits[i].distance, hits[i].metadata);
             }
             return out;
           },
@@ -393,7 +433,7 @@ PYBIND11_MODULE(_native, m) {
             }
             py::list rows(nq);
             if (with_metadata) {
-              // one list of (id, distance, metadata) per query, as search returns; no padding
+              // one list of Hits per query, as search returns; no padding
               const float* d = distances.data();
               for (std::size_t i = 0; i < nq; ++i) {
                 std::size_t n = 0;
@@ -401,7 +441,7 @@ PYBIND11_MODULE(_native, m) {
                 py::list r(n);
                 for (std::size_t j = 0; j < n; ++j) {
                   const std::size_t at = i * k + j;
-                  r[j] = py::make_tuple(py::str(ids[at]), d[at], bytes_or_none(metadata[at]));
+                  r[j] = make_hit(ids[at], d[at], metadata[at]);
                 }
                 rows[i] = std::move(r);
               }

@@ -277,3 +277,17 @@ def test_graph_failure_loses_nothing():
     for i in range(5):
         assert ix.search(fresh[i], k=1)[0].id == f"f{i}"
     assert len(ix) == 305
+
+
+def test_search_answers_are_hits_made_by_the_core():
+    from lakehouse import _native
+
+    ix, ids, x = small("cosine", n=5)
+    ix.add(ids[:2], x[:2], [{"a": [1, "ü"]}, b"\x00raw"])
+    by_id = {h.id: h for h in ix.search(x[0], k=5)}
+    assert all(type(h) is Hit for h in by_id.values())
+    assert by_id[ids[0]].metadata == {"a": [1, "ü"]} and by_id[ids[1]].metadata == b"\x00raw"
+    assert by_id[ids[2]].metadata is None and by_id[ids[0]] == Hit(*by_id[ids[0]])
+    with pytest.raises(TypeError):
+        _native.set_hit_type(dict, lambda b: b)  # not a tuple type: refused, nothing changed
+    assert type(ix.search(x[0], k=1)[0]) is Hit

@@ -49,7 +49,9 @@ class Hit(NamedTuple):
     metadata: dict[str, Any] | bytes | None
 
 
-_new_tuple = tuple.__new__
+# The core makes search answers as Hits itself (one C call per answer, no Python call per
+# hit), decoding JSON-tagged metadata with orjson as _decode_metadata does.
+_native.set_hit_type(Hit, orjson.loads)
 
 
 def _encode_metadata(item: int, value: Metadata) -> bytes | None:
@@ -74,15 +76,6 @@ def _decode_metadata(raw: bytes | None) -> dict[str, Any] | bytes | None:
     if tag == _TAG_JSON:
         return orjson.loads(body)
     return body
-
-
-def _hits(rows: list[tuple[str, float, bytes | None]]) -> list[Hit]:
-    """The binding's ``(id, distance, raw metadata)`` rows as Hits."""
-    if any(m is not None for _, _, m in rows):
-        return [Hit(i, d, _decode_metadata(m)) for i, d, m in rows]
-    # no metadata to decode: the rows become Hits as they are (tuple.__new__ is a C call;
-    # Hit(...) runs a Python-level __new__ per row)
-    return [_new_tuple(Hit, r) for r in rows]
 
 
 def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
@@ -271,7 +264,7 @@ class VectorIndex:
         q = _as_float32(vector, "vector")
         if q.ndim != 1 or q.shape[0] != self.dims:
             raise ValueError(f"vector must have shape ({self.dims},), got {q.shape}")
-        return _hits(self._ix.search(q, k, self._ef(ef), self._exclude(exclude_ids), True))
+        return self._ix.search(q, k, self._ef(ef), self._exclude(exclude_ids), True)
 
     def search_batch(
         self,
@@ -307,8 +300,7 @@ class VectorIndex:
         q = _as_float32(queries, "queries")
         if q.ndim != 2 or q.shape[1] != self.dims:
             raise ValueError(f"queries must have shape (q, {self.dims}), got {q.shape}")
-        rows = self._ix.search_batch(q, k, self._ef(ef), self._exclude(exclude_ids), True)
-        return [_hits(r) for r in rows]
+        return self._ix.search_batch(q, k, self._ef(ef), self._exclude(exclude_ids), True)
 
     def get(self, id: str) -> tuple[np.ndarray, dict[str, Any] | bytes | None]:  # noqa: A002
         """``(vector, metadata)`` of an item; KeyError if absent. Cosine vectors come back
