@@ -125,3 +125,45 @@ async def test_a_shard_with_no_replica_answering_is_a_503(aiohttp_client, vconfi
     assert status == 503 and "shard 1" in body["error"]["message"]
     status, body = await call(client, "POST", "/vectors/index/s/add", {"items": [{"id": f"w{i}", "vector": [1, i]} for i in range(9)]})
     assert status == 503
+
+
+async def test_an_unreachable_ray_address_is_a_503_within_seconds(aiohttp_client, vconfig, monkeypatch) -> None:
+    # ray.init would retry a dead address for minutes: the address is probed first, and the
+    # cluster is never joined (a stand-in for the ray extra fails the test if it is).
+    import sys
+    import time
+    import types
+
+    from testkit import free_port
+
+    class NeverJoined:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("RayBackend made for an address that does not answer")
+
+    monkeypatch.setitem(sys.modules, "lakehouse.scale.ray_backend", types.SimpleNamespace(RayBackend=NeverJoined))
+    monkeypatch.setitem(sys.modules, "ray", None)  # no joined cluster to probe instead
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    client = await aiohttp_client(_app(vconfig.replace("vectord", ray_address=address), sharding=False))
+    started = time.monotonic()
+    status, body = await call(client, "POST", "/vectors/index", {"name": "w", "dimension": 3, "shards": 2})
+    assert status == 503 and time.monotonic() - started < 10
+    assert address in body["error"]["message"] and "does not answer" in body["error"]["message"]
+    assert (await call(client, "GET", "/vectors/index"))[1]["indexes"] == []
+
+
+def test_unreachable_says_why_or_none(monkeypatch) -> None:
+    import socket
+    import sys
+
+    from lakehouse.scale.ray_probe import unreachable
+    from testkit import free_port
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as without the extra: no joined cluster
+    assert unreachable("") is None and unreachable("local") is None
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        assert unreachable(f"127.0.0.1:{listening.getsockname()[1]}") is None
+    dead = f"127.0.0.1:{free_port()}"
+    assert dead in unreachable(dead) and "does not answer" in unreachable(dead)
+    assert "not host:port" in unreachable("127.0.0.1:notaport")

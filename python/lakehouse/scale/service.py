@@ -4,7 +4,8 @@ vectord keeps its :class:`~lakehouse.vectors.registry.VectorRegistry` for the in
 1 shard x 1 replica (today's code path, unchanged) and a :class:`ShardedIndexes` for the
 others. A sharded index answers the same routes with the same shapes; its replicas run on
 the Ray cluster named by ``[vectord].ray_address`` ("" = none: creating one is refused with
-a 400 saying what is needed).
+a 400 saying what is needed; an address that does not answer: a 503 within seconds, not a
+hang in ``ray.init``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ..data.storage import ObjectStore, open_store, put_limit
 from ..vectors.registry import IndexExists, IndexNotFound, IndexParams
 from ..web import ApiError
 from .backend import Backend
+from .ray_probe import unreachable
 from .router import ShardedIndex, ShardUnavailable, read_layouts
 
-__all__ = ["SHARD_BACKEND", "ShardedIndexes", "ShardingUnavailable", "shard_errors_middleware"]
+__all__ = ["SHARD_BACKEND", "ClusterUnreachable", "ShardedIndexes", "ShardingUnavailable", "shard_errors_middleware"]
 
 log = logging.getLogger("lakehouse.vectord")
 
@@ -36,6 +38,10 @@ SHARD_BACKEND: web.AppKey[BackendFactory] = web.AppKey("shard_backend", BackendF
 
 class ShardingUnavailable(RuntimeError):
     """Sharded indexes need a Ray cluster and the ray extra; the message says which is missing."""
+
+
+class ClusterUnreachable(ShardingUnavailable):
+    """The configured Ray cluster does not answer now (vectord: 503, try again later)."""
 
 
 def ray_backend_for(config: Config) -> Backend:
@@ -53,6 +59,13 @@ def ray_backend_for(config: Config) -> Backend:
         raise ShardingUnavailable(
             "[vectord].ray_address is set but Ray is not installed: pip install 'lakehouse[ray]'"
         ) from exc
+    # ray.init would retry an unreachable address for minutes, holding the request (or the
+    # start-up) that needed the cluster
+    if (why := unreachable(section.ray_address)) is not None:
+        raise ClusterUnreachable(
+            f"{why}: start it (ray start --head, or lakehouse up --engine ray), or fix "
+            "[vectord].ray_address"
+        )
     wal = config.path(section.wal_dir) if section.durability != "none" else None
     return RayBackend(
         functools.partial(open_store, config),

@@ -49,6 +49,7 @@ from ..openapi import api_routes
 from ..scale.placement import validate_layout
 from ..scale.service import (
     SHARD_BACKEND,
+    ClusterUnreachable,
     ShardedIndexes,
     ShardingUnavailable,
     shard_errors_middleware,
@@ -364,6 +365,8 @@ async def _create_sharded(request: web.Request, params: IndexParams, shards: int
         entry = await asyncio.to_thread(
             state.sharded.create, params, shards, replicas, state.registry.__contains__
         )
+    except ClusterUnreachable as exc:
+        raise ApiError(503, str(exc)) from None
     except (ValueError, ShardingUnavailable) as exc:
         raise ApiError.bad_request(str(exc)) from None
     except IndexExists as exc:
@@ -640,6 +643,6 @@ def create_app(config: Config) -> web.Application:
     r.post("/vectors/index/{name}/save", handle_save, summary="Return once the index is durable", ok=A.Saved, errors=(404, 503, 504))
     r.get("/vectors/index/{name}", handle_info, summary="Parameters, core stats and persistence counters", ok=A.IndexInfo, errors=(404,))
     r.delete("/vectors/index/{name}", handle_drop, summary="Drop the index and its saved object", ok=A.IndexDropped, errors=(404, 503))
-    r.post("/vectors/index", handle_create, summary="Create an index", body=CreateRequest, ok=A.IndexParams, status=201, errors=(409,))
+    r.post("/vectors/index", handle_create, summary="Create an index", body=CreateRequest, ok=A.IndexParams, status=201, errors=(409, 503))
     r.get("/vectors/index", handle_list, summary="Every index's parameters", ok=A.IndexList)
     return app
