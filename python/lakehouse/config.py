@@ -325,6 +325,9 @@ class MatrixdConfig(StatelessSection):
     embed_timeout: float = 90.0
     #: largest k and per_corpus_k a search may ask for
     max_k: int = 1000
+    #: vectord searches alike (corpus, k, exclude_ids) that arrive while one is in flight go
+    #: to vectord together as one batch search (docs/matrix.md); false: each on its own
+    coalesce_searches: bool = True
     #: most entries one /matrix/playbooks/bulk request may carry
     max_bulk_entries: int = 10_000
     #: corpus builder: rows per embed + add batch when the request names none

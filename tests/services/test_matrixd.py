@@ -158,6 +158,42 @@ async def test_global_merge_by_distance(stack):
     assert ids(answer) == ["b-near", "a-near"] and answer["per_corpus"] == {"a": 1, "b": 1}
 
 
+async def test_concurrent_searches_share_vectord_requests_and_keep_their_own_answers(stack):
+    # 300 items: above the inline threshold of nothing, but the point is the hop: searches
+    # alike that arrive while one is in flight go to vectord as one batch (Coalescer).
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, DIM))
+    await stack.corpus("w", [(f"i{j}", x[j], {"j": j}) for j in range(300)])
+    await stack.corpus("v", [(f"v{j}", x[j] + 0.01, None) for j in range(40)])
+    bodies = [{"query_vector": x[j].tolist(), "corpora": ["w", "v"], "k": 3} for j in range(24)]
+    bodies += [{"query_vector": x[0].tolist(), "corpora": ["w"], "k": 3, "exclude_ids": ["i0"]}]  # another kind
+    bodies += [{"query_vector": x[1][:10].tolist(), "corpora": ["w"], "k": 3}]  # wrong dimension: its own 400
+    # alike the first 24 (their batch): vectord refuses a zero vector under cosine, and the
+    # batch's 400 must become this request's alone
+    bodies += [{"query_vector": [0.0] * DIM, "corpora": ["w", "v"], "k": 3}]
+    alone = [await stack.call("/matrix/search", b) for b in bodies]  # one at a time: nothing to share
+    ctx = stack.client.app[matrixd.MATRIX]
+    calls, items = ctx.searches.calls, ctx.searches.items
+    together = await asyncio.gather(*(stack.call("/matrix/search", b) for b in bodies))
+    assert together == alone
+    assert [a[0] for a in together] == [200] * 25 + [400, 400]
+    assert "10" in together[-2][1]["error"]["message"]  # the dimension, named by vectord
+    assert together[0][1]["results"][0]["id"] == "i0" and together[24][1]["results"][0]["id"] != "i0"
+    assert ctx.searches.items - items == 2 * 24 + 4  # every vectord search went through it...
+    assert ctx.searches.calls - calls < ctx.searches.items - items  # ...and some shared a request
+
+
+async def test_searches_alone_when_coalescing_is_off(aiohttp_server, aiohttp_client, config):
+    s = await start(aiohttp_server, aiohttp_client, config, coalesce_searches=False)
+    try:
+        await s.corpus("w", [("a", np.ones(DIM), None)])
+        answers = await asyncio.gather(*(s.search(query_vector=[1.0] * DIM, corpora=["w"], k=1) for _ in range(5)))
+        assert all(ids(a) == ["a"] for a in answers)
+        assert s.client.app[matrixd.MATRIX].searches is None
+    finally:
+        await s.session.close()
+
+
 async def test_query_vector_wins_and_query_text_is_embedded(stack):
     e = await stack.embed("forklift operator in milwaukee")
     other = np.zeros(DIM)

@@ -101,10 +101,7 @@ async def _search_corpus(
     exclude_ids: list[str],
     trace_id: str | None,
 ) -> list[dict[str, Any]]:
-    return await ctx.timed(
-        ctx.vectord.search(corpus, vector, k, exclude_ids=exclude_ids or None, trace_id=trace_id),
-        f"search of corpus {corpus!r}",
-    )
+    return await ctx.timed(ctx.search(corpus, vector, k, exclude_ids, trace_id), f"search of corpus {corpus!r}")
 
 
 def _corpus_error(corpus: str, exc: UpstreamError, client_vector: bool) -> ApiError:
@@ -123,8 +120,7 @@ async def _playbook_hits(
     """``([(entry, hit distance)], cold_start)``."""
     try:
         hits = await ctx.timed(
-            ctx.vectord.search(corpus, vector, top_k, trace_id=trace_id),
-            f"search of playbook corpus {corpus!r}",
+            ctx.search(corpus, vector, top_k, None, trace_id), f"search of playbook corpus {corpus!r}"
         )
     except UpstreamError as exc:
         if exc.status == 404:

@@ -188,6 +188,7 @@ async def _matrix_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     if "vectord" in peers:
         ctx.vectord = LocalVectord(upstreams["vectord"], ctx.vectord.base_url, peers["vectord"])
+        ctx.searches = None  # vectord's own batcher groups in-process searches already
     # the hot calls to embedd and vectord go through a lean keep-alive pool each
     pools = []
     token = config.auth.resolved_token()
