@@ -279,11 +279,7 @@ class VectorIndex:
         ``distances`` is a float32 array of shape ``(len(queries), k)``. A row with fewer
         than ``k`` matches is padded with ``""`` and ``inf``.
         """
-        k = _check_positive("k", k)
-        q = _as_float32(queries, "queries")
-        if q.ndim != 2 or q.shape[1] != self.dims:
-            raise ValueError(f"queries must have shape (q, {self.dims}), got {q.shape}")
-        ids, distances = self._ix.search_batch(q, k, self._ef(ef), self._exclude(exclude_ids))
+        ids, distances = self._ix.search_batch(*self._batch_args(queries, k, ef, exclude_ids))
         return ids, distances
 
     def search_batch_hits(
@@ -296,11 +292,17 @@ class VectorIndex:
         """:meth:`search_batch` with each hit's metadata, as :meth:`search` returns them: one
         list of hits per query, nearest first, without padding. Each hit's metadata is read
         with its id, so a hit is never an item deleted or changed after it was found."""
+        return self._ix.search_batch(*self._batch_args(queries, k, ef, exclude_ids), True)
+
+    def _batch_args(
+        self, queries: Any, k: int, ef: int | None, exclude_ids: Sequence[str] | None
+    ) -> tuple[np.ndarray, int, int, list[str]]:
+        """A batch search's arguments, checked, as the binding takes them."""
         k = _check_positive("k", k)
         q = _as_float32(queries, "queries")
         if q.ndim != 2 or q.shape[1] != self.dims:
             raise ValueError(f"queries must have shape (q, {self.dims}), got {q.shape}")
-        return self._ix.search_batch(q, k, self._ef(ef), self._exclude(exclude_ids), True)
+        return q, k, self._ef(ef), self._exclude(exclude_ids)
 
     def get(self, id: str) -> tuple[np.ndarray, dict[str, Any] | bytes | None]:  # noqa: A002
         """``(vector, metadata)`` of an item; KeyError if absent. Cosine vectors come back
