@@ -262,6 +262,7 @@ def run_layout(args: argparse.Namespace, layout: str, topology: str, workers: st
         for name, n in _workers(workers).items():
             config = config.replace(name, workers=n)
         env = _layout_env(args, layout)
+        config = _config_with_env(config, env)
         log(f"[chain] layout {layout}: topology {topology}, workers {workers or '1 each'}"
             f"{''.join(f', {k}={v}' for k, v in env.items())} ...")
         with _environ(env), running_stack(config, only=DAEMONS) as stack:
@@ -389,7 +390,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--layout-env", action="append", default=[], metavar="NAME=VAR=VALUE",
                     help="an environment variable for the daemons of layout NAME only, repeatable: an A/B "
                          "of two layouts in the same run, e.g. --layout tiles=processes --layout per-query=processes "
-                         "--layout-env per-query=LAKEHOUSE_SCAN_TILE=1")
+                         "--layout-env per-query=LAKEHOUSE_SCAN_TILE=1; a configuration variable "
+                         "(LAKEHOUSE_<SECTION>_<KEY>) is applied to that layout's configuration")
     ap.add_argument("--profile", default="", help="directory: py-spy every daemon during one extra cell (a folder per layout)")
     ap.add_argument("--profile-path", default="gateway+playbook", help="the path profiled")
     ap.add_argument("--quick", action="store_true", help="300 workers, c4, 0.5 s cells, the shared layout only")
@@ -417,6 +419,28 @@ def _layout_env(args: argparse.Namespace, layout: str) -> dict[str, str]:
             var, _, value = assignment.partition("=")
             out[var] = value
     return out
+
+
+def _config_with_env(config: Any, env: dict[str, str]) -> Any:
+    """``config`` with the configuration variables of ``env`` applied (e.g.
+    ``LAKEHOUSE_MATRIXD_COALESCE_SEARCHES=false``): the stack hands its daemons the config as
+    a file and strips such variables from their environment, so a layout's must reach the
+    config itself."""
+    from lakehouse.config import SECTIONS, env_overrides, load_config
+
+    names = [n for n in env_overrides(env) if n != "LAKEHOUSE_DATA_DIR"]  # the bench's own
+    if not names:
+        return config
+    with tempfile.TemporaryDirectory() as empty:
+        # the defaults with just these variables applied (and checked), read key by key
+        (Path(empty) / "empty.toml").write_text("")
+        overridden = load_config(Path(empty) / "empty.toml", env={n: env[n] for n in names})
+    for name in names:
+        rest = name.removeprefix("LAKEHOUSE_").lower()
+        section = max((s for s in SECTIONS if rest.startswith(s + "_")), key=len)
+        key = rest[len(section) + 1 :]
+        config = config.replace(section, **{key: getattr(getattr(overridden, section), key)})
+    return config
 
 
 @contextlib.contextmanager
