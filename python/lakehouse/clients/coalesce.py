@@ -72,12 +72,12 @@ class Coalescer(Generic[Q, R]):
                 self.items += len(batch)
                 try:
                     results: list[Any] = await self._run(key, [item for item, _ in batch])
-                except BaseException as exc:  # noqa: BLE001 - handed to every caller of the call
-                    if isinstance(exc, asyncio.CancelledError):
-                        for _, f in batch:
-                            f.cancel()
-                        raise
+                except Exception as exc:  # noqa: BLE001 - handed to every caller of the call
                     results = [exc] * len(batch)
+                except BaseException:  # cancelled (the loop is closing): nobody is left waiting
+                    for _, f in batch:
+                        f.cancel()
+                    raise
                 for (_, f), result in zip(batch, results, strict=True):
                     if f.done():
                         continue
