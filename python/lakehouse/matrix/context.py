@@ -91,7 +91,9 @@ class MatrixContext:
         self, corpus: str, vector: np.ndarray, k: int, exclude_ids: list[str] | None, trace_id: str | None
     ) -> list[dict[str, Any]]:
         """One vectord search of ``corpus``: ``[{id, distance, metadata?}]``, nearest first;
-        UpstreamError as the vectord client raises it, a timeout after [matrixd].search_timeout.
+        UpstreamError as the vectord client raises it. The caller bounds its own wait
+        (:meth:`timed`); a shared call is bounded by [matrixd].search_timeout as well, so a
+        vectord that hangs never holds the searches queued behind it longer than that.
 
         Searches alike (corpus, k, exclude_ids, dimension) that arrive while one is in flight
         go to vectord together as one batch search (:class:`Coalescer`): one round trip and
