@@ -556,11 +556,11 @@ class ModelsConfig:
         pass
 
 
-#: ``[up].topology`` values: "processes" (one process per daemon) or "shared" (vectord,
-#: embedd and matrixd in one process, matrixd calling the other two in-process)
+#: ``[up].topology`` values: "processes" (one process per daemon) or "shared" (the daemons
+#: of ``[up].shared`` in one process, calling each other in-process)
 TOPOLOGIES = ("processes", "shared")
-#: the daemons a "shared" topology puts in one process, in start order
-SHARED_DAEMONS = ("vectord", "embedd", "matrixd")
+#: the daemons a "shared" topology can put in one process, in start order
+SHARED_DAEMONS = ("vectord", "embedd", "matrixd", "gateway")
 
 
 @dataclass(frozen=True)
@@ -568,16 +568,28 @@ class UpConfig:
     """How ``lakehouse up`` lays the daemons out in processes (docs/performance.md)."""
 
     #: "processes": one process per daemon (each with its [<daemon>].workers). "shared":
-    #: vectord, embedd and matrixd run in one process, each still on its own port, and
-    #: matrixd embeds and searches in-process instead of over HTTP (the other daemons, and
-    #: `lakehouse serve`, are unchanged; that process runs one worker)
+    #: the daemons of `shared` run in one process, each still on its own port; the gateway
+    #: hands their requests to them in-process and matrixd embeds and searches in-process
+    #: (the other daemons, and `lakehouse serve`, are unchanged; that process runs one worker)
     topology: str = "processes"
+    #: the daemons "shared" puts in one process, of vectord, embedd, matrixd and gateway.
+    #: vectord is left out by default: its search threads and matrixd's Python would wait for
+    #: each other's turn on one interpreter lock (docs/performance.md)
+    shared: list[str] = field(default_factory=lambda: ["embedd", "matrixd", "gateway"])
 
     def validate(self, section: str) -> None:
         if self.topology not in TOPOLOGIES:
             raise ConfigError(
                 f"[{section}].topology: must be one of {', '.join(map(repr, TOPOLOGIES))}, got {self.topology!r}"
             )
+        unknown = [n for n in self.shared if n not in SHARED_DAEMONS]
+        if unknown:
+            raise ConfigError(
+                f"[{section}].shared: {', '.join(map(repr, unknown))} cannot share a process "
+                f"(only {', '.join(SHARED_DAEMONS)})"
+            )
+        if len(set(self.shared)) != len(self.shared):
+            raise ConfigError(f"[{section}].shared: a daemon is named twice")
 
 
 SECTIONS: dict[str, type] = {

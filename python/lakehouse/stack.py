@@ -366,10 +366,11 @@ class Stack:
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Daemon -> the daemons sharing its process. ``[up].topology = "shared"`` puts the
-        selected ones of vectord, embedd and matrixd in one; every other daemon is alone."""
+        selected ones of ``[up].shared`` in one; every other daemon is alone."""
         out = {n: (n,) for n in self.selected}
         if self.config.up.topology == "shared":
-            shared = tuple(n for n in SHARED_DAEMONS if n in self.selected)
+            chosen = set(self.config.up.shared)
+            shared = tuple(n for n in SHARED_DAEMONS if n in self.selected and n in chosen)
             if len(shared) > 1:
                 for n in shared:
                     out[n] = shared
@@ -645,8 +646,13 @@ def _shared_main(argv: list[str]) -> int:
     matrixd calling its embedd and vectord peers in-process."""
     from .config import load_config
     from .services import app_factory
+    from aiohttp import web
+    from yarl import URL
+
+    from .services.gateway import LOCAL_PEERS as GATEWAY_PEERS
+    from .services.gateway import LocalPeer
     from .services.matrixd import LOCAL_PEERS
-    from .web import run_shared, setup_logging
+    from .web import BODY_LIMIT, run_shared, setup_logging
 
     parser = argparse.ArgumentParser(prog="python -m lakehouse.stack")
     parser.add_argument("names")
@@ -662,8 +668,24 @@ def _shared_main(argv: list[str]) -> int:
     apps = {n: app_factory(n)(config) for n in names}
     if "matrixd" in apps:
         apps["matrixd"][LOCAL_PEERS] = {n: apps[n] for n in ("embedd", "vectord") if n in apps}
+
+    def wire(runners: dict[str, web.AppRunner]) -> None:
+        # the gateway hands the requests for the other daemons of this process to their apps
+        if "gateway" in apps:
+            apps["gateway"][GATEWAY_PEERS].update(
+                {
+                    n: LocalPeer(
+                        runner.server.request_handler,
+                        apps[n][BODY_LIMIT],
+                        URL(config.upstream("gateway", n)).raw_authority,
+                    )
+                    for n, runner in runners.items()
+                    if n != "gateway" and runner.server is not None
+                }
+            )
+
     sections = {n: config.section(n) for n in names}
-    run_shared({n: (apps[n], sections[n].host, sections[n].port) for n in names}, config.auth)
+    run_shared({n: (apps[n], sections[n].host, sections[n].port) for n in names}, config.auth, wire)
     return 0
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "ApiError",
     "APP_CONFIG",
     "APP_NAME",
+    "BODY_LIMIT",
     "TRACE_HEADER",
     "read_json",
     "decode_json",
@@ -69,6 +70,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TRACE_HEADER = "X-Lakehouse-Trace-Id"
 APP_CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 APP_NAME: web.AppKey[str] = web.AppKey("service_name", str)
+#: the largest request body the app reads (its ``client_max_size``)
+BODY_LIMIT: web.AppKey[int] = web.AppKey("body_limit", int)
 #: builds the app's OpenAPI document (the gateway sets its own: the merged /v1 one)
 API_DOCUMENT: web.AppKey[Callable[[web.Application], dict[str, Any]]] = web.AppKey(
     "api_document", object  # type: ignore[arg-type]
@@ -452,6 +455,7 @@ def make_app(
     )
     app[APP_CONFIG] = config
     app[APP_NAME] = name
+    app[BODY_LIMIT] = client_max_size
     app[API_DOCUMENT] = app_document
 
     async def health(request: web.Request) -> web.Response:
@@ -661,10 +665,15 @@ def _stop_workers(pids: list[int], grace: float = 10.0) -> None:
             time.sleep(0.02)
 
 
-def run_shared(apps: dict[str, tuple[web.Application, str, int]], auth: AuthConfig) -> None:
+def run_shared(
+    apps: dict[str, tuple[web.Application, str, int]],
+    auth: AuthConfig,
+    wire: Callable[[dict[str, web.AppRunner]], None] | None = None,
+) -> None:
     """Serve several daemons' apps from this one process, each on its own host and port,
     until SIGINT / SIGTERM (``[up].topology = "shared"``). They start in the order given
-    and stop in reverse, their cleanup contexts run as with :func:`run_app`."""
+    and stop in reverse, their cleanup contexts run as with :func:`run_app`. ``wire`` is
+    called with every app's runner once all have started up, before any port opens."""
     for name, (_, host, port) in apps.items():
         check_bind(host, auth)
         check_port(name, host, port)
@@ -673,11 +682,16 @@ def run_shared(apps: dict[str, tuple[web.Application, str, int]], auth: AuthConf
     runners: list[web.AppRunner] = []
 
     async def start() -> None:
-        for name, (app, host, port) in apps.items():
+        by_name: dict[str, web.AppRunner] = {}
+        for name, (app, _, _) in apps.items():
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port).start()
+            by_name[name] = runner
+        if wire is not None:
+            wire(by_name)
+        for name, (_, host, port) in apps.items():
+            await web.TCPSite(by_name[name], host, port).start()
             log.info("%s listening on http://%s:%d (shared process)", name, host, port)
 
     async def stop() -> None:

@@ -22,7 +22,7 @@ from yarl import URL
 
 from lakehouse import cli
 from lakehouse.config import ConfigError
-from lakehouse.services.gateway import LANGFUSE, ROUTES, create_app
+from lakehouse.services.gateway import LANGFUSE, LOCAL_PEERS, ROUTES, LocalPeer, create_app
 from lakehouse.web import TRACE_HEADER, check_bind
 from testkit import free_port
 
@@ -128,6 +128,7 @@ async def fakes(aiohttp_server) -> dict[str, Fake]:
         fake = Fake(name)
         server = await aiohttp_server(fake.app())
         fake.url = str(server.make_url("")).rstrip("/")
+        fake.server = server
         out[name] = fake
     return out
 
@@ -137,9 +138,46 @@ def wire(config, fakes: dict[str, Fake], **gateway):
     return config.replace("gateway", **urls, **gateway)
 
 
+def in_process(app: web.Application, fakes: dict[str, Fake]) -> web.Application:
+    """The gateway handing every daemon's requests to its app in this process, as in the
+    "shared" topology (the fakes' apps are served too, but their sockets go unused)."""
+    app[LOCAL_PEERS].update(
+        {
+            name: LocalPeer(fake.server.runner.server.request_handler, 1, URL(fake.url).raw_authority)
+            for name, fake in fakes.items()
+        }
+    )
+    return app
+
+
 @pytest.fixture
-async def gw(aiohttp_client, config, fakes):
+async def gw_http(aiohttp_client, config, fakes):
+    """The gateway relaying over HTTP only: answers a daemon streams (storaged's objects,
+    queryd's results) come from daemons that never share the gateway's process."""
     return await aiohttp_client(create_app(wire(config, fakes)))
+
+
+def test_daemons_that_can_share_the_gateways_process_answer_whole():
+    # The in-process hand-over passes on answers a daemon returns whole; one it streamed
+    # itself would skip the relay's headers. None of these daemons streams.
+    import inspect
+
+    from lakehouse.config import SHARED_DAEMONS
+    from lakehouse.services import app_factory
+
+    for name in [n for n in SHARED_DAEMONS if n != "gateway"]:
+        source = inspect.getsource(inspect.getmodule(app_factory(name)))
+        assert "StreamResponse(" not in source and ".prepare(" not in source, name
+
+
+@pytest.fixture(params=["http", "in-process"])
+async def gw(request, aiohttp_client, config, fakes):
+    """The gateway relaying over HTTP, and handing over in-process: every test that uses
+    it holds for both."""
+    app = create_app(wire(config, fakes))
+    if request.param == "in-process":
+        in_process(app, fakes)
+    return await aiohttp_client(app)
 
 
 async def send_raw(client, method: str, target: str) -> tuple[int, bytes]:
@@ -315,9 +353,9 @@ async def test_chunked_upload_streams_through(gw):
     assert seen["chunked"]
 
 
-async def test_large_answer_streams_back(gw):
+async def test_large_answer_streams_back(gw_http):
     n = 9 * MiB + 7
-    r = await gw.get(f"/v1/storage/x/big?n={n}")
+    r = await gw_http.get(f"/v1/storage/x/big?n={n}")
     assert r.status == 200
     got = 0
     async for chunk in r.content.iter_any():
@@ -340,9 +378,9 @@ async def test_request_body_is_not_buffered(gw, fakes):
     assert (await r.json())["total"] == 6000
 
 
-async def test_answer_is_not_buffered(gw, fakes):
+async def test_answer_is_not_buffered(gw_http, fakes):
     fake = fakes["storaged"]
-    r = await gw.get("/v1/storage/x/handshake-down")
+    r = await gw_http.get("/v1/storage/x/handshake-down")
     first = await asyncio.wait_for(r.content.readexactly(1000), 10)
     assert first == b"x" * 1000
     fake.client_read_first.set()
@@ -373,12 +411,12 @@ async def test_upstream_silence_is_504(aiohttp_client, config, fakes):
     assert "chatd" in (await r.json())["error"]["message"]
 
 
-async def test_an_answer_that_breaks_off_is_cut_not_completed(gw):
-    r = await gw.get("/v1/storage/x/broken")
+async def test_an_answer_that_breaks_off_is_cut_not_completed(gw_http):
+    r = await gw_http.get("/v1/storage/x/broken")
     assert r.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):
         await r.read()
-    assert (await gw.get("/v1/catalog/list")).status == 200  # the gateway carries on
+    assert (await gw_http.get("/v1/catalog/list")).status == 200  # the gateway carries on
 
 
 async def test_no_path_the_client_sends_is_a_500(gw):
@@ -495,13 +533,13 @@ async def test_trace_id_is_minted_when_absent(gw):
     assert r2.headers[TRACE_HEADER] != minted
 
 
-async def test_trace_id_wins_over_the_upstreams_and_on_streamed_answers(gw):
-    r = await gw.post("/v1/storage/x/conflict", data=b"", headers={TRACE_HEADER: "mine"})
+async def test_trace_id_wins_over_the_upstreams_and_on_streamed_answers(gw_http):
+    r = await gw_http.post("/v1/storage/x/conflict", data=b"", headers={TRACE_HEADER: "mine"})
     assert r.headers.getall(TRACE_HEADER) == ["mine"]
-    r = await gw.get("/v1/storage/x/big?n=3000000", headers={TRACE_HEADER: "mine2"})
+    r = await gw_http.get("/v1/storage/x/big?n=3000000", headers={TRACE_HEADER: "mine2"})
     assert r.headers[TRACE_HEADER] == "mine2"
     await r.read()
-    r = await gw.post("/v1/nope", headers={TRACE_HEADER: "mine3"})
+    r = await gw_http.post("/v1/nope", headers={TRACE_HEADER: "mine3"})
     assert r.headers[TRACE_HEADER] == "mine3"
 
 

@@ -68,7 +68,7 @@ async def test_local_embedd_answers_like_http(aiohttp_client, config):
 
 
 def test_shared_topology_one_process_every_wire(config):
-    cfg = config.replace("up", topology="shared")
+    cfg = config.replace("up", topology="shared", shared=["vectord", "embedd", "matrixd"])
     for name in ("vectord", "embedd", "matrixd"):
         cfg = cfg.replace(name, port=0)
     import urllib.request
@@ -112,3 +112,43 @@ async def test_matrixd_with_local_peers_uses_them(aiohttp_client, config):
     alone = matrixd_service.create_app(config)
     await aiohttp_client(alone)
     assert type(alone[matrixd_service.MATRIX].vectord) is VectordClient
+
+
+def test_default_shared_group_gateway_hands_over_in_process(config):
+    # the default [up].shared: embedd, matrixd and the gateway in one process, vectord alone
+    cfg = config.replace("up", topology="shared")
+    names = ["vectord", "embedd", "matrixd", "gateway"]
+    for name in names:
+        cfg = cfg.replace(name, port=0)
+    import urllib.error
+    import urllib.request
+
+    def call(url: str, body: dict | None = None, trace: str | None = None) -> tuple[int, dict, dict]:
+        data = None if body is None else orjson.dumps(body)
+        headers = {"Content-Type": "application/json", **({"X-Lakehouse-Trace-Id": trace} if trace else {})}
+        req = urllib.request.Request(url, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers), orjson.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), orjson.loads(exc.read())
+
+    with running_stack(cfg, only=names) as s:
+        pid = {n: c.proc.pid for n, c in s.children.items()}
+        assert pid["embedd"] == pid["matrixd"] == pid["gateway"] != pid["vectord"]
+        u, gw = s.urls, s.urls["gateway"]
+        texts = ["forklift operator in Milwaukee", "CNC machinist in Chicago"]
+        status, _, body = call(f"{gw}/v1/embed", {"texts": texts})
+        assert status == 200
+        vecs = body["vectors"]
+        assert call(f"{gw}/v1/vectors/index", {"name": "w", "dimension": len(vecs[0])})[0] in (200, 201)
+        items = [{"id": f"w{i}", "vector": v, "metadata": {"t": t}} for i, (v, t) in enumerate(zip(vecs, texts, strict=True))]
+        assert call(f"{u['vectord']}/vectors/index/w/add", {"items": items})[0] in (200, 201)
+        status, headers, body = call(f"{gw}/v1/matrix/search", {"query_text": texts[1], "corpora": ["w"], "k": 1}, "t-123")
+        assert status == 200 and body["results"][0]["id"] == "w1"
+        assert headers["X-Lakehouse-Trace-Id"] == "t-123"
+        # errors come from the daemon's own middlewares, as over HTTP
+        status, _, body = call(f"{gw}/v1/matrix/search", {"query_text": "x", "corpora": ["w"], "k": "ten"})
+        assert status == 400 and "error" in body, body
+        status, _, body = call(f"{gw}/v1/matrix/nowhere")
+        assert status == 404

@@ -30,10 +30,12 @@ Performance: one :class:`aiohttp.ClientSession` for the app, a keep-alive pool o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -43,9 +45,18 @@ from yarl import URL
 from ..config import Config
 from ..langfuse import LangfuseBatcher, LangfuseSettings
 from ..openapi import api_routes, merged_document
-from ..web import API_DOCUMENT, APP_CONFIG, TRACE_HEADER, ApiError, app_document, make_app, trace_id
+from ..web import (
+    API_DOCUMENT,
+    APP_CONFIG,
+    TRACE_HEADER,
+    ApiError,
+    app_document,
+    error_response,
+    make_app,
+    trace_id,
+)
 
-__all__ = ["create_app", "ROUTES", "SESSION", "LANGFUSE"]
+__all__ = ["create_app", "ROUTES", "SESSION", "LANGFUSE", "LOCAL_PEERS", "LocalPeer"]
 
 log = logging.getLogger("lakehouse.gateway")
 
@@ -97,6 +108,21 @@ LANGFUSE: web.AppKey[LangfuseBatcher] = web.AppKey("langfuse", LangfuseBatcher)
 DAEMON: web.RequestKey[str] = web.RequestKey("daemon", str)
 
 
+@dataclass(frozen=True)
+class LocalPeer:
+    """A daemon serving from the gateway's own process (``[up].topology = "shared"``): its
+    app's request handler (routing, middlewares, handler) and its body limit."""
+
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    body_limit: int
+    #: the Host header it would have received over HTTP (its own address)
+    host: str
+
+
+#: daemon -> its app in this process; the gateway hands their requests over in-process
+LOCAL_PEERS: web.AppKey[dict[str, LocalPeer]] = web.AppKey("local_peers", dict)
+
+
 def _copy_headers(src: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
     """``src`` without the ``drop`` headers and without any a ``Connection`` header names
     (those are hop-by-hop too, RFC 9110 section 7.6.1)."""
@@ -126,7 +152,8 @@ def _response_headers(upstream: aiohttp.ClientResponse, tid: str) -> CIMultiDict
 
 
 def _target(request: web.Request) -> tuple[str, URL]:
-    """The daemon and the upstream URL for a ``/v1/...`` request (ApiError when none)."""
+    """The daemon and the upstream URL for a ``/v1/...`` request (ApiError when none); for a
+    daemon in this process, the URL is relative (its path and query)."""
     tail = request.match_info["tail"]  # decoded, without the leading "/v1/"
     segment = tail.split("/", 1)[0]
     upstream = request.app[UPSTREAMS].get(segment)
@@ -139,7 +166,7 @@ def _target(request: web.Request) -> tuple[str, URL]:
     if "." in tail and any(part in (".", "..") for part in tail.split("/")):
         raise ApiError.bad_request("path must not contain '.' or '..' segments")
     daemon, base = upstream
-    url = base + raw_path[3:]
+    url = raw_path[3:] if daemon in request.app[LOCAL_PEERS] else base + raw_path[3:]
     query = request.rel_url.raw_query_string
     if query:
         url = f"{url}?{query}"
@@ -151,6 +178,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     daemon, url = _target(request)
     request[DAEMON] = daemon
     tid = trace_id(request)
+    local = request.app[LOCAL_PEERS].get(daemon)
+    if local is not None:
+        return await _hand_over(request, local, daemon, url, tid)
     session = request.app[SESSION]
     body = request.content if request.body_exists else None
     announced = request.content_length
@@ -189,6 +219,63 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         raise ApiError.upstream(f"{daemon} is unreachable at {url.origin()}: {reason}") from exc
     except aiohttp.ClientError as exc:
         raise ApiError.upstream(f"{daemon} failed: {exc or type(exc).__name__}") from exc
+
+
+async def _hand_over(
+    request: web.Request, peer: LocalPeer, daemon: str, url: URL, tid: str
+) -> web.StreamResponse:
+    """Serve a ``/v1/...`` request by the daemon's app in this process: the request it would
+    have received over HTTP (its path, the relayed headers, the same body stream, its own
+    body limit) goes through that app's routing and middlewares (trace id, errors, auth),
+    without a socket. Only for daemons that answer whole: vectord, embedd and matrixd never
+    stream an answer (tests/services/test_gateway.py checks), and one streamed in-process
+    would reach the client without the relay's headers.
+
+    ``[gateway].upstream_timeout`` holds as over HTTP: no answer by then is a 504 (on a
+    connection then closed), and the daemon's handler runs on to its end, its answer
+    dropped, as a daemon's does when the gateway stops waiting for it."""
+    headers = _request_headers(request, tid)
+    headers["Host"] = peer.host
+    if "Transfer-Encoding" in request.headers:  # the body it reads is the client's, as sent
+        headers["Transfer-Encoding"] = request.headers["Transfer-Encoding"]
+    inner = request.clone(rel_url=url, headers=headers, client_max_size=peer.body_limit)
+    limit = request.app[APP_CONFIG].gateway.upstream_timeout
+    if not limit:
+        return _relayed(await peer.handle(inner), tid)
+    handling = asyncio.ensure_future(peer.handle(inner))
+    try:
+        return _relayed(await asyncio.wait_for(asyncio.shield(handling), limit), tid)
+    except TimeoutError:
+        if request.writer is not None and request.writer.output_size:
+            return await handling  # it is streaming its answer already: not silent
+        handling.add_done_callback(_late_answer(daemon, request.method, request.path))
+        response = error_response(504, f"{daemon} did not answer within {limit:g} s")
+        response.force_close()  # nothing the handler still writes can reach this connection's next request
+        return response
+
+
+def _relayed(response: web.StreamResponse, tid: str) -> web.StreamResponse:
+    """A daemon's answer with the headers the HTTP relay would pass on."""
+    if not response.prepared:
+        _relay_headers(response.headers, tid)
+    return response
+
+
+def _relay_headers(headers: CIMultiDict[str], tid: str) -> None:
+    """In place: no hop-by-hop headers (nor those ``Connection`` names), the request's trace id."""
+    conn = headers.get("Connection")
+    drop = HOP_BY_HOP | ({n.strip().lower() for n in conn.split(",")} if conn else set())
+    for name in [n for n in headers if n.lower() in drop]:
+        del headers[name]
+    headers[TRACE_HEADER] = tid
+
+
+def _late_answer(daemon: str, method: str, path: str) -> Callable[[asyncio.Future[web.StreamResponse]], None]:
+    def done(handling: asyncio.Future[web.StreamResponse]) -> None:
+        if not handling.cancelled() and handling.exception() is not None:
+            log.warning("%s: %s %s failed after the gateway's 504: %r", daemon, method, path, handling.exception())
+
+    return done
 
 
 async def _stream_back(
@@ -323,6 +410,8 @@ def create_app(config: Config) -> web.Application:
     app[UPSTREAMS] = {
         segment: (daemon, config.upstream("gateway", daemon)) for segment, daemon in ROUTES.items()
     }
+    # filled, when daemons share the gateway's process, before its port opens (lakehouse.stack)
+    app[LOCAL_PEERS] = {}
     app.cleanup_ctx.append(_session_ctx)
     if settings is not None:
         app.cleanup_ctx.append(_langfuse_ctx(settings))
