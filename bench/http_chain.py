@@ -1,7 +1,7 @@
 """The whole request path: matrix search by text through the gateway (the reference's headline).
 
     python -m bench.http_chain                          # c10 and c50, with and without playbook
-    python -m bench.http_chain --concurrency 10 --duration 10 --paths gateway,bare --layout shared=shared:gateway=2
+    python -m bench.http_chain --concurrency 10 --duration 10 --paths gateway,bare --layout shared=shared
     python -m bench.http_chain --profile docs/profile  # py-spy every daemon under the load
 
 Starts vectord, embedd, matrixd and the gateway (``lakehouse.stack``, free 127.0.0.1 ports,
@@ -182,7 +182,7 @@ def _requests(urls: dict[str, str], path: str, queries: list[str], qvecs: np.nda
 
 def _daemon_pids(stack: Any) -> dict[str, list[int]]:
     """Each daemon process's pids (its workers included), named by the daemons it serves
-    (``vectord+embedd+matrixd`` for a shared process)."""
+    (``embedd+matrixd+gateway`` for a shared process)."""
     by_pid: dict[int, list[str]] = {}
     for name, child in stack.children.items():
         by_pid.setdefault(child.proc.pid, []).append(name)
@@ -202,9 +202,11 @@ def _daemon_pids(stack: Any) -> dict[str, list[int]]:
 #: the layouts compared by default: name -> (topology, workers per daemon)
 LAYOUTS = {
     "processes": ("processes", ""),
-    "processes+workers": ("processes", "gateway=2,matrixd=2,embedd=2"),
-    "shared": ("shared", "gateway=2"),
+    "shared": ("shared", ""),
+    "shared+vectord": ("shared", ""),
 }
+#: a default layout's own configuration variables (more with --layout-env)
+LAYOUT_ENV = {"shared+vectord": {"LAKEHOUSE_UP_SHARED": "vectord,embedd,matrixd,gateway"}}
 
 
 def run(argv: list[str]) -> dict[str, Any]:
@@ -385,7 +387,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--items", type=int, default=2000, help="roster size (the demo's 2,000)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--layout", action="append", default=[],
-                    help="NAME=TOPOLOGY[:daemon=n,...], repeatable, e.g. shared=shared:gateway=2 "
+                    help="NAME=TOPOLOGY[:daemon=n,...], repeatable, e.g. processes+workers=processes:gateway=2 "
                          f"(default: {'; '.join(f'{n}={t}' + (f':{w}' if w else '') for n, (t, w) in LAYOUTS.items())})")
     ap.add_argument("--layout-env", action="append", default=[], metavar="NAME=VAR=VALUE",
                     help="an environment variable for the daemons of layout NAME only, repeatable: an A/B "
@@ -400,7 +402,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.items, args.duration, args.warmup, args.concurrency = min(args.items, 300), 0.5, 0.2, "4"
-        args.layout = args.layout or ["shared=shared:gateway=2"]
+        args.layout = args.layout or ["shared=shared"]
     for p in args.paths.split(","):
         if p and p not in PATHS:
             ap.error(f"unknown path {p!r} (known: {', '.join(PATHS)})")
@@ -412,7 +414,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _layout_env(args: argparse.Namespace, layout: str) -> dict[str, str]:
-    out = {}
+    out = dict(LAYOUT_ENV.get(layout, {})) if not args.layout else {}
     for spec in args.layout_env:
         name, _, assignment = spec.partition("=")
         if name == layout:
