@@ -643,12 +643,13 @@ def _child_main(argv: list[str]) -> int:
 
 def _shared_main(argv: list[str]) -> int:
     """``NAME,NAME,... --config FILE``: those daemons in this one process (topology "shared"),
-    matrixd calling its embedd and vectord peers in-process."""
-    from .config import load_config
-    from .services import app_factory
+    matrixd calling its embedd and vectord peers in-process, the gateway handing requests
+    to the others' apps."""
     from aiohttp import web
     from yarl import URL
 
+    from .config import load_config
+    from .services import app_factory
     from .services.gateway import LOCAL_PEERS as GATEWAY_PEERS
     from .services.gateway import LocalPeer
     from .services.matrixd import LOCAL_PEERS
