@@ -404,11 +404,20 @@ async def test_upstream_down_is_502_naming_the_daemon(aiohttp_client, config, fa
     assert (await client.get("/v1/catalog/list")).status == 200
 
 
-async def test_upstream_silence_is_504(aiohttp_client, config, fakes):
-    client = await aiohttp_client(create_app(wire(config, fakes, upstream_timeout=0.3)))
+@pytest.mark.parametrize("mode", ["http", "in-process"])
+async def test_upstream_silence_is_504(aiohttp_client, config, fakes, mode):
+    app = create_app(wire(config, fakes, upstream_timeout=0.3))
+    if mode == "in-process":
+        in_process(app, fakes)
+    client = await aiohttp_client(app)
+    started = time.monotonic()
     r = await client.post("/v1/chat/slow?s=3", data=b"{}")
-    assert r.status == 504
+    assert r.status == 504 and time.monotonic() - started < 2.5
     assert "chatd" in (await r.json())["error"]["message"]
+    # in-process, the handler runs on to its end (as a daemon's does): nothing of it
+    # reaches the client, whose next request is answered on its own
+    r = await client.post("/v1/chat/x", data=b"{}")
+    assert r.status == 200 and (await r.json())["raw_path"] == "/chat/x"
 
 
 async def test_an_answer_that_breaks_off_is_cut_not_completed(gw_http):
