@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from lakehouse.config import SECTIONS, ConfigError, StatelessSection, load_config
+from lakehouse.web import GC_GEN0, gc_gen0
 from testkit import free_port
 
 STATELESS = ("gateway", "matrixd", "embedd", "queryd", "validatord", "chatd")
@@ -128,3 +129,76 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# -- the garbage collector in a serving daemon (web.settle_gc) ---------------------------
+
+
+@pytest.mark.parametrize(("raw", "want"), [("", GC_GEN0), ("0", 0), (" 2500 ", 2500)])
+def test_the_collector_threshold_comes_from_the_environment(monkeypatch, raw, want):
+    monkeypatch.setenv("LAKEHOUSE_GC_GEN0", raw)
+    assert gc_gen0() == want
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", "1.5", "1e4"])
+def test_a_bad_collector_threshold_is_a_config_error_naming_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("LAKEHOUSE_GC_GEN0", raw)
+    with pytest.raises(ConfigError, match="LAKEHOUSE_GC_GEN0"):
+        gc_gen0()
+
+
+def test_settle_gc_freezes_what_is_built_and_raises_the_youngest_threshold():
+    # a fresh interpreter: a freeze is for the whole process
+    code = (
+        "import gc, json; from lakehouse.web import settle_gc\n"
+        "before = gc.get_threshold(); settle_gc(0)\n"
+        "untouched = [gc.get_threshold() == before, gc.get_freeze_count()]\n"
+        "settle_gc(4321)\n"
+        "print(json.dumps([untouched, list(before), list(gc.get_threshold()), gc.get_freeze_count()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    untouched, before, after, frozen = json.loads(out.stdout)
+    assert untouched == [True, 0]  # 0: Python's own settings, nothing frozen
+    assert after == [4321, *before[1:]]
+    assert frozen > 1000  # the modules imported so far, at least
+
+
+def _serve_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env.update(extra)
+    return env
+
+
+def test_a_daemon_settles_its_collector_once_it_has_started(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse", "serve", "embedd", "--port", str(port), "--data-dir", str(tmp_path)],
+        env=_serve_env(LAKEHOUSE_LOG_LEVEL="INFO", LAKEHOUSE_GC_GEN0="4321"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _get(f"http://127.0.0.1:{port}/health")
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "embedd did not start"
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "youngest generation collected every 4321 allocations" in err.decode()
+
+
+def test_a_daemon_refuses_a_bad_collector_threshold_before_it_listens(tmp_path):
+    port = free_port()
+    out = subprocess.run(
+        [sys.executable, "-m", "lakehouse", "serve", "embedd", "--port", str(port), "--data-dir", str(tmp_path)],
+        env=_serve_env(LAKEHOUSE_GC_GEN0="lots"), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert "LAKEHOUSE_GC_GEN0='lots': expected a whole number >= 0" in out.stderr
+    assert "Traceback" not in out.stderr

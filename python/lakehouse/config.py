@@ -744,6 +744,7 @@ DATA_DIR_ENV = "LAKEHOUSE_DATA_DIR"
 OTHER_ENV_VARS: dict[str, str] = {
     "LAKEHOUSE_LOG_LEVEL": "daemon log level: DEBUG, INFO (default), WARNING, ERROR",
     "LAKEHOUSE_UVLOOP": "0 = asyncio's own event loop even when uvloop is installed",
+    "LAKEHOUSE_GC_GEN0": "a whole number: the garbage collector's youngest-generation threshold in daemons (default 10000; 0 = Python's own settings, nothing frozen)",
     "LAKEHOUSE_SIMD": "scalar, avx2 or avx512: cap the native core's SIMD kernels",
     "LAKEHOUSE_PIVOTS": "0-64: cap the native graph's pivots (0 = none; A/B measurements only)",
     "LAKEHOUSE_HUGEPAGES": "0: do not ask for transparent huge pages for the native core's vectors and links (A/B measurements)",
