@@ -60,6 +60,18 @@ def _post(url: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
+def _wait_healthy(proc: subprocess.Popen, base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _get(f"{base}/health")
+            return
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the daemon did not start"
+            time.sleep(0.1)
+
+
 def test_a_daemon_with_two_workers_answers_on_one_port_and_stops_whole(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
@@ -70,15 +82,7 @@ def test_a_daemon_with_two_workers_answers_on_one_port_and_stops_whole(tmp_path)
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _get(f"{base}/health")
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                assert time.monotonic() < deadline, "embedd did not start"
-                time.sleep(0.1)
+        _wait_healthy(proc, base)
         children = _children(proc.pid)
         assert len(children) == 1
         # two sockets listen on the port, one per worker (SO_REUSEPORT), and the kernel
@@ -177,15 +181,7 @@ def test_a_daemon_settles_its_collector_once_it_has_started(tmp_path):
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _get(f"http://127.0.0.1:{port}/health")
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                assert time.monotonic() < deadline, "embedd did not start"
-                time.sleep(0.1)
+        _wait_healthy(proc, f"http://127.0.0.1:{port}")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
