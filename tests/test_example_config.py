@@ -46,6 +46,12 @@ def test_the_generator_produces_a_valid_file_with_the_same_keys(tmp_path):
         assert tomllib.load(fh) == tomllib.load(gh), REGENERATE
 
 
+def test_the_example_is_the_generators_output_comments_included():
+    # the header lists the LAKEHOUSE_* variables read outside the file, and every key's
+    # comment is its documentation: a stale line there misleads as much as a stale key
+    assert EXAMPLE.read_text(encoding="utf-8") == example_toml(), REGENERATE
+
+
 def test_a_changed_configuration_reads_back_equal(tmp_path):
     cfg = (
         Config(data_dir=str(tmp_path / "d ü \"quoted\""))
