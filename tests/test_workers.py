@@ -60,6 +60,12 @@ def _post(url: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
+def _serve_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env.update(extra)
+    return env
+
+
 def _wait_healthy(proc: subprocess.Popen, base: str) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -74,8 +80,7 @@ def _wait_healthy(proc: subprocess.Popen, base: str) -> None:
 
 def test_a_daemon_with_two_workers_answers_on_one_port_and_stops_whole(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env.update(LAKEHOUSE_EMBEDD_WORKERS="2", LAKEHOUSE_LOG_LEVEL="WARNING")
+    env = _serve_env(LAKEHOUSE_EMBEDD_WORKERS="2", LAKEHOUSE_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lakehouse", "serve", "embedd", "--port", str(port), "--data-dir", str(tmp_path)],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -165,12 +170,6 @@ def test_settle_gc_freezes_what_is_built_and_raises_the_youngest_threshold():
     assert untouched == [True, 0]  # 0: Python's own settings, nothing frozen
     assert after == [4321, *before[1:]]
     assert frozen > 1000  # the modules imported so far, at least
-
-
-def _serve_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env.update(extra)
-    return env
 
 
 def test_a_daemon_settles_its_collector_once_it_has_started(tmp_path):
