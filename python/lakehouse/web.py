@@ -744,8 +744,8 @@ def gc_gen0() -> int:
 def settle_gc(gen0: int) -> None:
     """Set the collector up for serving, once a daemon has started (``gen0`` 0: leave it).
 
-    What the daemon built while starting (modules, routes, loaded indexes: some 50,000
-    objects) is collected once and then frozen out of every later collection, so a full
+    What the daemon built while starting (modules, types, routes, whatever it loaded: some
+    48,000 objects in the benchmark's daemons, almost all of them from imports) is collected once and then frozen out of every later collection, so a full
     collection no longer walks it while requests wait (12-25 ms each, about one a second
     under load, before this); and the youngest generation is collected every ``gen0``
     allocations instead of every 700, because nearly all of a request's objects die with
