@@ -286,7 +286,7 @@ PYBIND11_MODULE(_native, m) {
   m.def("hardware_threads", &hardware_threads);
   m.def(
       "kernel_distance",
-      [](const std::string& isa, const std::string& kind, FloatArray a, FloatArray b) {
+      [](const std::string& isa, const std::string& kind, FloatArray a, FloatArray b, float bound) {
         const Kernels* k = isa == "scalar" ? &scalar_kernels()
                            : isa == "avx2" ? avx2_kernels()
                            : isa == "avx512" ? avx512_kernels()
@@ -299,9 +299,12 @@ PYBIND11_MODULE(_native, m) {
         if (kind == "l2sq") return k->l2sq(a.data(), b.data(), n);
         if (kind == "dot") return k->dot(a.data(), b.data(), n);
         if (kind == "ip_distance") return k->ip_distance(a.data(), b.data(), n);
-        throw std::invalid_argument("kind must be 'l2sq', 'dot' or 'ip_distance'");
+        if (kind == "l2sq_bounded") return k->l2sq_bounded(a.data(), b.data(), n, bound);
+        throw std::invalid_argument("kind must be 'l2sq', 'dot', 'ip_distance' or 'l2sq_bounded'");
       },
-      "Runs one raw kernel (tests and micro-benchmarks).");
+      py::arg("isa"), py::arg("kind"), py::arg("a"), py::arg("b"),
+      py::arg("bound") = std::numeric_limits<float>::infinity(),
+      "Runs one raw kernel (tests and micro-benchmarks); `bound` is l2sq_bounded's.");
   m.def(
       "scan_kernel_distances",
       [](const std::string& isa, const std::string& kind, FloatArray queries, FloatArray x) {

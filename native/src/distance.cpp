@@ -31,10 +31,12 @@ namespace {
 #define LAKEHOUSE_X86 1
 #endif
 
-const Kernels kScalar{detail::l2sq_scalar, detail::ipd_scalar, detail::dot_scalar, "scalar"};
+const Kernels kScalar{detail::l2sq_scalar, detail::ipd_scalar, detail::dot_scalar, detail::l2sq_bounded_scalar,
+                      "scalar"};
 #ifdef LAKEHOUSE_X86
-const Kernels kAvx2{detail::l2sq_avx2, detail::ipd_avx2, detail::dot_avx2, "avx2"};
-const Kernels kAvx512{detail::l2sq_avx512, detail::ipd_avx512, detail::dot_avx512, "avx512"};
+const Kernels kAvx2{detail::l2sq_avx2, detail::ipd_avx2, detail::dot_avx2, detail::l2sq_bounded_avx2, "avx2"};
+const Kernels kAvx512{detail::l2sq_avx512, detail::ipd_avx512, detail::dot_avx512, detail::l2sq_bounded_avx512,
+                      "avx512"};
 #endif
 
 const Kernels& choose() {
@@ -79,12 +81,23 @@ const Kernels& best_kernels() {
   return chosen;
 }
 
+namespace {
+// LAKEHOUSE_EARLY_STOP=0 in the environment: graph searches read every vector whole (for A/B
+// measurements of the bounded kernel; read when a Space is made).
+bool early_stop_off() {
+  const char* e = std::getenv("LAKEHOUSE_EARLY_STOP");
+  return e != nullptr && std::strcmp(e, "0") == 0;
+}
+}  // namespace
+
 Space::Space(Metric metric, std::size_t dims) : Space(metric, dims, best_kernels()) {}
 
 Space::Space(Metric metric, std::size_t dims, const Kernels& kernels)
     : metric_(metric),
       dims_(dims),
       fn_(metric == Metric::Euclidean ? kernels.l2sq : kernels.ip_distance),
+      graph_fn_(metric == Metric::Dot ? kernels.ip_distance : kernels.l2sq),
+      graph_bounded_(metric == Metric::Dot || early_stop_off() ? nullptr : kernels.l2sq_bounded),
       isa_(kernels.isa) {}
 
 float Space::to_output(float internal) const {

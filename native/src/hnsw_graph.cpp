@@ -186,7 +186,7 @@ void HnswGraph::greedy(const float* q, int layer, std::uint32_t& ep, float& ep_d
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = sc.buf[i];
       if (s >= capacity_ || s == exclude || store_.state(s) == SlotState::Free) continue;
-      const float d = vv(q, s);
+      const float d = vv.within(q, s, ep_dist);
       if (d < ep_dist) {
         ep_dist = d;
         ep = s;
@@ -243,7 +243,9 @@ void HnswGraph::search_layer(const float* q, std::uint32_t ep, float ep_dist, in
     n = fresh;
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = buf[i];
-      const float d = vv(q, s);
+      // Most scored neighbours lose to the bound once the beam is full: the kernel stops
+      // reading such a vector as soon as its running sum passes the bound.
+      const float d = vv.within(q, s, top.size() < ef ? kInf : bound);
       if (top.size() < ef || d < bound) {
         cand.emplace_back(d, s);
         std::push_heap(cand.begin(), cand.end(), MinFirst());
@@ -596,7 +598,7 @@ void HnswGraph::seed_from_pivots(const float* q, std::uint32_t& ep, float& ep_di
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t s = pivots_[i].load(std::memory_order_relaxed);
     if (s == ep || !pivot_ok(s, exclude)) continue;
-    const float d = vv(q, s);
+    const float d = vv.within(q, s, ep_dist);
     if (d < ep_dist) {
       ep_dist = d;
       ep = s;
@@ -705,6 +707,7 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
   replace_pivot(slot);
   std::vector<std::uint32_t> around(max_m0_);
   std::vector<std::pair<std::uint32_t, int>> worn;  // lists deletes have worn too short
+  const VecView vv = view();
   for (int layer = 0; layer <= top; ++layer) {
     const std::size_t na = read_links(slot, layer, around.data());
     const std::size_t limit = cap(layer);
@@ -733,7 +736,7 @@ void HnswGraph::repair_deleted(std::uint32_t slot) {
         bool has = false;
         for (std::size_t i = 0; i < cnt && !has; ++i) has = load(blk + 1 + i) == c;
         if (has) continue;
-        const float d = space_.distance(nv, store_.vector(c));
+        const float d = vv(nv, c);
         if (d < best_d) {
           best_d = d;
           best = c;

@@ -50,3 +50,44 @@ def test_unknown_kernel_set():
         _native.kernel_distance("neon9000", "l2sq", a, a)
     with pytest.raises(ValueError):
         _native.kernel_distance("scalar", "cosine?", a, a)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@given(
+    data=st.integers(1, 800).flatmap(
+        lambda n: st.tuples(
+            hnp.arrays(np.float32, n, elements=st.floats(-100, 100, width=32)),
+            hnp.arrays(np.float32, n, elements=st.floats(-100, 100, width=32)),
+            st.floats(0, 2.0),
+        )
+    )
+)
+def test_bounded_l2sq_decides_as_the_full_kernel(isa, data):
+    """l2sq_bounded is l2sq bit for bit, or gives up with a running sum past the bound, and
+    then the full sum is past it too: a caller keeping only what beats the bound keeps the
+    same vectors either way."""
+    a, b, frac = data
+    full = _native.kernel_distance(isa, "l2sq", a, b)
+    bound = np.float32(full * frac)  # below, at and above the full sum
+    got = _native.kernel_distance(isa, "l2sq_bounded", a, b, float(bound))
+    if got != full:
+        assert got > bound and full > bound
+        assert got <= full
+    assert (got < bound) == (full < bound)
+    assert _native.kernel_distance(isa, "l2sq_bounded", a, b) == full  # no bound: the whole sum
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_bounded_l2sq_stops_early(isa):
+    """A vector that is far off in its first floats is given up on before its end: the
+    running sum already passes the bound, so the partial sum comes back, not the whole."""
+    a = np.zeros(384, np.float32)
+    b = np.zeros(384, np.float32)
+    b[:64] = 1.0  # 64 from the first stride alone
+    b[64:] = 0.5  # 80 more after it
+    full = _native.kernel_distance(isa, "l2sq", a, b)
+    assert full == 64 + 320 * 0.25
+    assert _native.kernel_distance(isa, "l2sq_bounded", a, b, 10.0) == 64.0
+    # looks after 64, 128, 192, 256 floats: 64, 80, 96, 112 > 100
+    assert _native.kernel_distance(isa, "l2sq_bounded", a, b, 100.0) == 64 + 0.25 * 192
+    assert _native.kernel_distance(isa, "l2sq_bounded", a, b, 144.0) == full

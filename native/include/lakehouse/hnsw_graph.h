@@ -142,14 +142,23 @@ class HnswGraph {
   class NodeLock;
   // The store's vectors and the kernel, copied into locals of a hot loop: the compiler cannot
   // hoist these loads itself because the loop writes memory that might alias them.
+  // Distances are the graph's own (Space::graph_kernel): squared L2 for cosine and euclidean.
   struct VecView {
     const float* base;
     std::size_t dims;
     KernelFn fn;
+    BoundedFn bounded;  // nullptr: no early stop for this metric
     const float* at(std::uint32_t s) const { return base + std::size_t(s) * dims; }
     float operator()(const float* q, std::uint32_t s) const { return fn(q, at(s), dims); }
+    // The distance when it is below `bound`, else some value > bound (possibly having read
+    // only part of the vector): for callers that only keep what beats the bound.
+    float within(const float* q, std::uint32_t s, float bound) const {
+      return bounded ? bounded(q, at(s), dims, bound) : fn(q, at(s), dims);
+    }
   };
-  VecView view() const { return VecView{store_.data(), store_.dims(), space_.kernel()}; }
+  VecView view() const {
+    return VecView{store_.data(), store_.dims(), space_.graph_kernel(), space_.graph_bounded()};
+  }
   static Scratch& scratch();
 
   std::uint32_t* links0(std::uint32_t slot) const { return links0_.get() + std::size_t(slot) * stride0_; }
@@ -161,7 +170,7 @@ class HnswGraph {
   // Copies the neighbour list of slot at layer into buf; returns the count.
   std::size_t read_links(std::uint32_t slot, int layer, std::uint32_t* buf) const;
   void write_links(std::uint32_t* blk, const std::uint32_t* ids, std::size_t n) const;
-  float dist(const float* q, std::uint32_t slot) const { return space_.distance(q, store_.vector(slot)); }
+  float dist(const float* q, std::uint32_t slot) const { return space_.graph_kernel()(q, store_.vector(slot), store_.dims()); }
 
   // Greedy descent through one upper layer from (ep, ep_dist), never stepping onto `exclude`
   // (an insert must not descend onto its own node: a reused slot is reachable through stale
