@@ -747,6 +747,7 @@ OTHER_ENV_VARS: dict[str, str] = {
     "LAKEHOUSE_GC_GEN0": "a whole number: the garbage collector's youngest-generation threshold in daemons (default 10000; 0 = Python's own settings, nothing frozen)",
     "LAKEHOUSE_SIMD": "scalar, avx2 or avx512: cap the native core's SIMD kernels",
     "LAKEHOUSE_PIVOTS": "0-64: cap the native graph's pivots (0 = none; A/B measurements only)",
+    "LAKEHOUSE_EARLY_STOP": "0: native graph searches read every vector whole instead of stopping at the bound (A/B measurements only)",
     "LAKEHOUSE_HUGEPAGES": "0: do not ask for transparent huge pages for the native core's vectors and links (A/B measurements)",
     "LAKEHOUSE_SCAN_TILE": "1-16: queries per pass of the native exact scan in a batch (default 8; 1 = one pass per query; A/B measurements)",
     "LAKEHOUSE_STACK_PARENT_PID": "set by `lakehouse up` for its daemons (they exit with it)",
