@@ -240,6 +240,7 @@ py::dict stats_dict(const IndexStats& s) {
   d["max_level"] = s.max_level;
   d["memory_bytes"] = s.memory_bytes;
   d["unreachable"] = s.unreachable;
+  d["rotated"] = s.rotated;
   d["isa"] = s.isa;
   return d;
 }
@@ -247,7 +248,7 @@ py::dict stats_dict(const IndexStats& s) {
 std::unique_ptr<Index> make_index(std::size_t dims, const std::string& distance, std::size_t m,
                                   std::size_t ef_construction, std::size_t ef_search,
                                   std::size_t brute_force_threshold, std::size_t threads,
-                                  std::uint64_t seed) {
+                                  std::uint64_t seed, bool rotate) {
   IndexParams p;
   p.dims = dims;
   p.metric = parse_metric(distance);
@@ -257,6 +258,7 @@ std::unique_ptr<Index> make_index(std::size_t dims, const std::string& distance,
   p.brute_force_threshold = brute_force_threshold;
   p.threads = threads;
   p.seed = seed;
+  p.rotate = rotate;
   return std::make_unique<Index>(p);
 }
 
@@ -374,7 +376,7 @@ PYBIND11_MODULE(_native, m) {
   py::class_<Index>(m, "HnswIndex")
       .def(py::init(&make_index), py::arg("dims"), py::arg("distance"), py::arg("m"),
            py::arg("ef_construction"), py::arg("ef_search"), py::arg("brute_force_threshold"),
-           py::arg("threads"), py::arg("seed"))
+           py::arg("threads"), py::arg("seed"), py::arg("rotate") = true)
       .def(
           "add",
           [](Index& ix, const std::vector<std::string>& ids, const py::array& vectors,
@@ -480,6 +482,18 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("dims", [](const Index& ix) { return ix.params().dims; })
       .def_property_readonly("distance", [](const Index& ix) { return std::string(metric_name(ix.params().metric)); })
       .def_property_readonly("ef_search", [](const Index& ix) { return ix.ef_search(); })
+      .def_property_readonly("rotate", [](const Index& ix) { return ix.params().rotate; })
+      .def_property_readonly("rotated", &Index::rotated)
+      .def(
+          "set_rotation",
+          [](Index& ix, const FloatArray& r) {
+            const std::size_t d = ix.params().dims;
+            const float* data = matrix(r, d, "rotation");
+            std::vector<float> rot(data, data + std::size_t(r.shape(0)) * d);
+            py::gil_scoped_release release;
+            ix.set_rotation(rot);
+          },
+          py::arg("rotation"))
       .def("ids", &Index::ids)
       .def("__len__", &Index::size)
       .def("__contains__", &Index::contains)

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -202,7 +203,7 @@ class IndexCodec {
   static std::size_t size_of(const Index& ix, bool with_graph) {
     const SideStore& st = ix.store_;
     const std::size_t slots = st.size();
-    std::size_t n = 8 + 4 + 4 + 6 * 4 + 8 + 8 + 3 * 8;
+    std::size_t n = 8 + 4 + 4 + 6 * 4 + 8 + ix.rotation_.size() * 4 + 8 + 3 * 8;
     n += slots + st.deleted() * 4 + slots * st.dims() * 4;
     for (std::size_t s = 0; s < slots; ++s) {
       if (st.state(std::uint32_t(s)) != SlotState::Live) continue;
@@ -228,8 +229,10 @@ class IndexCodec {
     const IndexParams& p = ix.params_;
     const std::size_t slots = st.size();
     w.bytes(kFormatMagic, 8);
-    w.u32(kFormatVersion);
-    w.u32(0);
+    // Version 1 unless the index is rotated, so that an unrotated index stays readable by
+    // builds that predate rotations.
+    w.u32(ix.rotation_.empty() ? kFormatVersionPlain : kFormatVersion);
+    w.u32(p.rotate ? 0u : kFlagNoRotate);
     w.u32(std::uint32_t(p.dims));
     w.u32(static_cast<std::uint32_t>(p.metric));
     w.u32(std::uint32_t(p.m));
@@ -237,6 +240,7 @@ class IndexCodec {
     w.u32(std::uint32_t(ix.ef_search_.load()));
     w.u32(std::uint32_t(std::min<std::size_t>(p.brute_force_threshold, 0xFFFFFFFFu)));
     w.u64(p.seed);
+    if (!ix.rotation_.empty()) w.bytes(ix.rotation_.data(), ix.rotation_.size() * sizeof(float));
     w.u64(ix.sequence_.load());
     w.u64(slots);
     w.u64(st.live());
@@ -283,9 +287,10 @@ class IndexCodec {
     if (size < 8 + 4) throw FormatError("truncated input while reading the version");
     std::uint32_t version;
     std::memcpy(&version, data + 8, 4);
-    if (version != kFormatVersion) {
+    if (version != kFormatVersion && version != kFormatVersionPlain) {
       throw FormatError("unsupported format version " + std::to_string(version) +
-                        " (this build reads version " + std::to_string(kFormatVersion) + ")");
+                        " (this build reads versions " + std::to_string(kFormatVersionPlain) + " and " +
+                        std::to_string(kFormatVersion) + ")");
     }
     if (size < 8 + 4 + 8 + 4 + 8 || std::memcmp(data + size - 8, kFormatEnd, 8) != 0) {
       throw FormatError("truncated input (end marker missing)");
@@ -295,8 +300,10 @@ class IndexCodec {
     if (crc32c(data, size - 12) != stored_crc) throw FormatError("checksum mismatch: the data is corrupt");
 
     Reader r(data + 12, size - 12 - 12);
-    r.u32("flags");
+    const std::uint32_t flags = r.u32("flags");
+    if (flags & ~kFlagNoRotate) throw FormatError("unknown flags " + std::to_string(flags));
     IndexParams p;
+    p.rotate = (flags & kFlagNoRotate) == 0;
     p.dims = r.u32("dims");
     const std::uint32_t metric = r.u32("metric");
     if (metric > 2) throw FormatError("unknown metric " + std::to_string(metric));
@@ -311,6 +318,18 @@ class IndexCodec {
     } catch (const std::invalid_argument& e) {
       throw FormatError(std::string("invalid parameters: ") + e.what());
     }
+    std::vector<float> rotation;
+    if (version == kFormatVersion) {
+      if (!p.rotate) throw FormatError("a rotation in an index saved with rotate=False");
+      if (std::uint64_t(p.dims) * p.dims * 4 > r.left()) throw FormatError("truncated input (rotation)");
+      rotation.resize(std::size_t(p.dims) * p.dims);
+      std::memcpy(rotation.data(), r.take(rotation.size() * 4, "rotation"), rotation.size() * 4);
+      for (std::size_t i = 0; i < p.dims; ++i) {
+        double norm = 0;
+        for (std::size_t j = 0; j < p.dims; ++j) norm += double(rotation[i * p.dims + j]) * rotation[i * p.dims + j];
+        if (!(std::abs(norm - 1.0) <= 1e-3)) throw FormatError("corrupt rotation (a row's norm is not 1)");
+      }
+    }
     const std::uint64_t sequence = r.u64("sequence");
     const std::uint64_t slots = r.u64("slot count");
     const std::uint64_t live = r.u64("live count");
@@ -320,6 +339,7 @@ class IndexCodec {
     if (slots > r.left() || slots * p.dims * 4 > r.left()) throw FormatError("truncated input (slot arrays)");
 
     auto ix = std::make_unique<Index>(p);
+    ix->rotation_ = std::move(rotation);  // the vectors below are stored turned already
     ix->sequence_.store(sequence);
     SideStore& st = ix->store_;
     st.reserve(std::max<std::size_t>(slots, 16));

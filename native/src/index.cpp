@@ -66,18 +66,99 @@ Index::Index(const IndexParams& params)
 
 Index::~Index() = default;
 
-void Index::prepare(const float* in, float* out, std::size_t item, const char* what) const {
+void Index::check(const float* in, std::size_t item, const char* what) const {
   const std::size_t d = params_.dims;
   auto label = [&] {
     return item == kSingle ? std::string(what) : std::string(what) + " " + std::to_string(item);
   };
+  double norm = 0;
   for (std::size_t j = 0; j < d; ++j) {
     if (!std::isfinite(in[j])) throw std::invalid_argument(label() + ": vector contains NaN or inf");
+    norm += double(in[j]) * double(in[j]);
   }
-  std::memcpy(out, in, d * sizeof(float));
-  if (space_.needs_normalise() && !normalise(out, d)) {
+  if (space_.needs_normalise() && !(norm > 0 && std::isfinite(norm))) {
     throw std::invalid_argument(label() + ": zero vector (cosine distance needs a non-zero norm)");
   }
+}
+
+void Index::turn(const std::vector<float>& r, const float* v, float* out) const {
+  const std::size_t d = params_.dims;
+  const KernelFn dot = best_kernels().dot;
+  for (std::size_t i = 0; i < d; ++i) out[i] = dot(r.data() + i * d, v, d);
+}
+
+void Index::unturn(const std::vector<float>& r, const float* v, float* out) const {
+  const std::size_t d = params_.dims;
+  static thread_local std::vector<double> acc;
+  acc.assign(d, 0.0);
+  for (std::size_t i = 0; i < d; ++i) {
+    const double vi = v[i];
+    const float* row = r.data() + i * d;
+    for (std::size_t j = 0; j < d; ++j) acc[j] += vi * double(row[j]);
+  }
+  for (std::size_t j = 0; j < d; ++j) out[j] = float(acc[j]);
+}
+
+void Index::transform(const float* in, float* out) const {
+  const std::size_t d = params_.dims;
+  if (rotation_.empty()) {
+    std::memcpy(out, in, d * sizeof(float));
+    if (space_.needs_normalise()) normalise(out, d);
+    return;
+  }
+  // Normalise first, then turn: the stored vector of an item is the rotation of what an
+  // unrotated index would store, so re-adding an unchanged item finds it unchanged.
+  static thread_local std::vector<float> row;
+  row.assign(in, in + d);
+  if (space_.needs_normalise()) normalise(row.data(), d);
+  turn(rotation_, row.data(), out);
+}
+
+void Index::prepare(const float* in, float* out, std::size_t item, const char* what) const {
+  check(in, item, what);
+  transform(in, out);
+}
+
+bool Index::rotated() const {
+  SharedLock st(struct_mu_);
+  return !rotation_.empty();
+}
+
+void Index::set_rotation(const std::vector<float>& r) {
+  const std::size_t d = params_.dims;
+  if (!params_.rotate) throw std::invalid_argument("this index was made with rotate=False");
+  if (r.size() != d * d) {
+    throw std::invalid_argument("a rotation must be " + std::to_string(d) + " x " + std::to_string(d));
+  }
+  for (std::size_t i = 0; i < d; ++i) {
+    double norm = 0;
+    for (std::size_t j = 0; j < d; ++j) {
+      const float x = r[i * d + j];
+      if (!std::isfinite(x)) throw std::invalid_argument("a rotation must be finite");
+      norm += double(x) * double(x);
+    }
+    if (std::abs(norm - 1.0) > 1e-3) {
+      throw std::invalid_argument("a rotation's rows must have norm 1 (row " + std::to_string(i) + ")");
+    }
+  }
+  UniqueLock snap(snap_mu_);
+  UniqueLock st(struct_mu_);
+  UniqueLock mt(meta_mu_);
+  // Every slot, tombstones included (the graph still routes through them): back to the
+  // stored vector of an unrotated index, then by the new rotation.
+  std::vector<float> plain(d), turned(d);
+  const std::vector<float> old = rotation_;
+  for (std::size_t s = 0; s < store_.size(); ++s) {
+    float* v = store_.mutable_vector(std::uint32_t(s));
+    if (old.empty()) {
+      std::memcpy(plain.data(), v, d * sizeof(float));
+    } else {
+      unturn(old, v, plain.data());
+    }
+    turn(r, plain.data(), turned.data());
+    std::memcpy(v, turned.data(), d * sizeof(float));
+  }
+  rotation_ = r;
 }
 
 void Index::grow_for(std::size_t new_items) {
@@ -122,12 +203,12 @@ std::pair<std::size_t, std::size_t> Index::add(
   std::vector<float> scratch(d);
   for (std::size_t i = 0; i < n; ++i) {
     if (ids[i].empty()) throw std::invalid_argument("item " + std::to_string(i) + ": empty id");
-    prepare(vectors(i), scratch.data(), i, "item");
+    check(vectors(i), i, "item");
   }
-  // Item i's vector as stored (valid until the next call).
+  // Item i's vector as stored (valid until the next call; struct_mu_ held: the rotation's lock).
   auto row = [&](std::size_t i) -> const float* {
-    if (!space_.needs_normalise()) return vectors(i);
-    prepare(vectors(i), scratch.data(), i, "item");
+    if (!space_.needs_normalise() && rotation_.empty()) return vectors(i);
+    transform(vectors(i), scratch.data());
     return scratch.data();
   };
   // A duplicate id inside the batch: the last occurrence wins.
@@ -449,8 +530,9 @@ std::vector<SearchHit> Index::search(const float* query, std::size_t k, std::siz
                                      bool with_metadata) const {
   if (k == 0) throw std::invalid_argument("k must be positive");
   std::vector<float> q(params_.dims);
-  prepare(query, q.data(), kSingle, "query");
+  check(query, kSingle, "query");
   SharedLock st(struct_mu_);
+  transform(query, q.data());
   const std::vector<std::uint32_t> excluded = exclude_slots(exclude);
   std::vector<Candidate> found;
   SharedLock mt(meta_mu_, std::defer_lock);
@@ -474,7 +556,7 @@ void Index::search_batch(const float* queries, std::size_t q, std::size_t k, std
   if (k == 0) throw std::invalid_argument("k must be positive");
   const std::size_t d = params_.dims;
   std::vector<float> prepared(q * d);
-  for (std::size_t i = 0; i < q; ++i) prepare(queries + i * d, prepared.data() + i * d, i, "query");
+  for (std::size_t i = 0; i < q; ++i) check(queries + i * d, i, "query");
   out_ids.assign(q * k, std::string());
   if (out_metadata != nullptr) out_metadata->assign(q * k, std::nullopt);
   std::fill(out_distances, out_distances + q * k, kInf);
@@ -485,6 +567,7 @@ void Index::search_batch(const float* queries, std::size_t q, std::size_t k, std
   const bool tiled = scan_tile() > 1;
   parallel_for(q, threads_.load(), 8, [&](std::size_t begin, std::size_t end) {
     SharedLock st(struct_mu_);
+    for (std::size_t i = begin; i < end; ++i) transform(queries + i * d, prepared.data() + i * d);
     std::vector<Candidate> found;
     auto emit = [&](std::size_t i, const std::vector<Candidate>& hits) {
       std::size_t j = 0;
@@ -531,7 +614,12 @@ bool Index::get(const std::string& id, std::vector<float>& vector,
   const std::uint32_t slot = store_.find(id);
   if (slot == kNoSlot) return false;
   const float* v = store_.vector(slot);
-  vector.assign(v, v + params_.dims);
+  vector.resize(params_.dims);
+  if (rotation_.empty()) {
+    std::memcpy(vector.data(), v, params_.dims * sizeof(float));
+  } else {
+    unturn(rotation_, v, vector.data());
+  }
   metadata.reset();
   if (const std::string* m = store_.metadata(slot)) metadata = *m;
   return true;
@@ -577,7 +665,9 @@ IndexStats Index::stats() const {
   s.graph_failures = graph_failures_.load();
   s.graph_built = graph_built_;
   s.max_level = graph_built_ ? graph_->max_level() : -1;
-  s.memory_bytes = store_.memory_bytes() + (graph_built_ ? graph_->memory_bytes() : 0);
+  s.memory_bytes = store_.memory_bytes() + (graph_built_ ? graph_->memory_bytes() : 0) +
+                   rotation_.capacity() * sizeof(float);
+  s.rotated = !rotation_.empty();
   s.unreachable = graph_built_ && !graph_broken_.load() ? graph_->unreachable() : 0;
   s.isa = space_.isa();
   return s;

@@ -1,7 +1,8 @@
-// The on-disk envelope of an index (little-endian; version 1).
+// The on-disk envelope of an index (little-endian; versions 1 and 2).
 //
-//   magic "LHNSWIDX" | u32 version | u32 flags
+//   magic "LHNSWIDX" | u32 version | u32 flags (bit 0: never rotate)
 //   params: u32 dims, metric, m, ef_construction, ef_search, brute_force_threshold; u64 seed
+//   version 2 only: rotation[dims * dims] f32, row-major (the vectors below are stored turned)
 //   u64 sequence (level generation continues across a reload)
 //   u64 slots | u64 live | u64 tombstones
 //   states[slots] u8          1 = live, 2 = tombstone (deleted, awaiting reuse)
@@ -27,7 +28,11 @@ namespace lakehouse {
 
 inline constexpr char kFormatMagic[8] = {'L', 'H', 'N', 'S', 'W', 'I', 'D', 'X'};
 inline constexpr char kFormatEnd[8] = {'L', 'H', 'N', 'S', 'W', 'E', 'N', 'D'};
-inline constexpr std::uint32_t kFormatVersion = 1;
+// Version 2 adds the rotation; an index without one is written as version 1.
+inline constexpr std::uint32_t kFormatVersion = 2;
+inline constexpr std::uint32_t kFormatVersionPlain = 1;
+// flags: bit 0 = the index must never be rotated (IndexParams::rotate false).
+inline constexpr std::uint32_t kFlagNoRotate = 1;
 
 class FormatError : public std::runtime_error {
  public:

@@ -20,6 +20,15 @@
 //   meta_mu_    exclusive while a mutation edits ids / metadata / slot states (short);
 //               shared while a search maps exclude_ids and resolves result slots.
 // Graph links are guarded by HnswGraph's per-node locks, so inserts run in parallel.
+//
+// Rotation (docs/vectord.md, "The rotation"): an index may hold its vectors turned by an
+// orthogonal matrix R (set_rotation; the facade fits R to the data's principal axes, largest
+// variance first). Every vector coming in (items, queries) is turned on the way in and every
+// vector going out (get) is turned back, so callers never see R; distances and answers are
+// those of the unturned vectors up to float rounding. With the variance in the leading
+// coordinates, a graph search's bounded kernel rejects a far neighbour after reading a
+// fraction of its vector. R changes only under all three locks held exclusively, and is read
+// under struct_mu_ (shared): a query is turned inside the lock that its search holds.
 #pragma once
 
 #include <atomic>
@@ -48,6 +57,9 @@ struct IndexParams {
   std::size_t brute_force_threshold = 2048;
   std::size_t threads = 0;  // 0 = all hardware threads
   std::uint64_t seed = 0;
+  // false: the index is never rotated (its vectors come back from get() bit for bit); the
+  // facade asks before fitting a rotation. Saved with the index.
+  bool rotate = true;
 
   // Throws std::invalid_argument for out-of-range values.
   void validate() const;
@@ -73,6 +85,7 @@ struct IndexStats {
   // live items a search cannot reach from the entry point (a graph traversal per call:
   // O(items x 2m); always 0, see HnswGraph)
   std::size_t unreachable = 0;
+  bool rotated = false;  // a rotation is set (see the header comment)
   std::string isa;
 };
 
@@ -150,11 +163,28 @@ class Index {
   void save(const std::string& path, bool durable = true) const;
   static std::unique_ptr<Index> load(const std::string& path);
 
+  // Turns every stored vector (tombstones too) by r (dims x dims, row-major, orthonormal
+  // rows), replacing any earlier rotation; the graph stays valid, since distances do not
+  // change. Throws std::invalid_argument, changing nothing, for a matrix of the wrong size,
+  // with a non-finite entry or a row whose norm is not 1, or when params().rotate is false.
+  void set_rotation(const std::vector<float>& r);
+  bool rotated() const;
+
  private:
   friend class IndexCodec;
 
-  // Copies and checks one vector (finite; non-zero and normalised under cosine).
+  // Throws std::invalid_argument naming the item unless the vector is finite (and non-zero
+  // under cosine).
+  void check(const float* in, std::size_t item, const char* what) const;
+  // The vector as stored: copied, normalised under cosine, turned by the rotation. Only for a
+  // vector check() accepted; the caller holds struct_mu_ (the rotation's lock).
+  void transform(const float* in, float* out) const;
+  // check, then transform.
   void prepare(const float* in, float* out, std::size_t item, const char* what) const;
+  // r times v (dims floats each), into out; r is row-major.
+  void turn(const std::vector<float>& r, const float* v, float* out) const;
+  // The transpose of r times v: turns a stored vector back (double accumulation).
+  void unturn(const std::vector<float>& r, const float* v, float* out) const;
   void grow_for(std::size_t new_items);
   void insert_into_graph(const std::vector<std::uint32_t>& slots, const std::vector<int>& levels);
   // graph_->top_up over freshly inserted slots (HnswGraph::top_up).
@@ -185,6 +215,7 @@ class Index {
   std::atomic<std::size_t> deletes_since_rebuild_{0};
   std::atomic<std::size_t> rebuilds_{0};
   std::atomic<std::size_t> graph_failures_{0};
+  std::vector<float> rotation_;  // dims x dims, row-major; empty: none. Under struct_mu_.
 
   mutable RwLock snap_mu_;
   mutable RwLock struct_mu_;
