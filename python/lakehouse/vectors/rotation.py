@@ -3,14 +3,15 @@
 A graph search scores about a thousand stored vectors per query and keeps few of them; the
 native core's bounded kernel stops reading a vector once its running squared distance passes
 the worst answer kept. On real embeddings the coordinates share the variance evenly, so the
-running sum passes the bound late (about 89 % of a 384-d vector is read on average). Turned
-onto the data's principal axes, largest variance first, the same vectors are rejected after
-about 58 % of their floats, and the distances do not change: the rotation is orthogonal.
+running sum passes the bound late: about 89 % of a 384-d vector is read on average. Turned
+onto the data's principal axes, largest variance first, the same vectors are given up on
+after about 58 % of their floats, and no distance changes: the rotation is orthogonal.
 
 :func:`fit` computes that rotation from a sample (principal component analysis with numpy);
-:func:`wanted` says when the facade fits one: a cosine or euclidean index of 128 to 2,048
-dimensions (the kernel looks at its sum every 64 floats; the matrix takes dims^2 floats) that
-is about to hold more items than it scans exactly.
+:func:`wanted` says when the facade fits one: a cosine or euclidean index of 128 to 768
+dimensions that is about to hold more items than it scans exactly. Below 128 the kernel
+(which looks at its sum every 64 floats) has too few looks to gain; above 768 the matrix
+(dims x dims floats, read once per query to turn it) costs more than it saves.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ AT_ITEMS = 1024
 #: rows the axes are estimated from (a random sample of the stored items and the batch)
 SAMPLE = 20_000
 MIN_DIMS = 128
-MAX_DIMS = 2048
+MAX_DIMS = 768
 DISTANCES = ("cosine", "euclidean")
 
 
@@ -36,7 +37,7 @@ def wanted(distance: str, dims: int, items_after: int, brute_force_threshold: in
             and items_after >= max(AT_ITEMS, brute_force_threshold + 1))
 
 
-#: rows per step of the streaming passes below (a float64 step of 1,024 x 2,048 is 16 MiB):
+#: rows per step of the streaming passes below (a float64 step of 1,024 x 768 is 6 MiB):
 #: no pass copies a whole batch, so an add's peak memory stays that of the index
 CHUNK = 1024
 
