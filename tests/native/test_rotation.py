@@ -138,7 +138,7 @@ def test_a_refused_batch_sets_no_rotation():
     assert len(ix) == 0 and not ix.stats()["rotated"]
 
 
-@pytest.mark.parametrize(("distance", "dims"), [("dot", 128), ("cosine", 64), ("euclidean", 96)])
+@pytest.mark.parametrize(("distance", "dims"), [("dot", 128), ("cosine", 64), ("euclidean", 96), ("cosine", 768)])
 def test_kinds_that_gain_nothing_are_not_rotated(distance, dims):
     ix = VectorIndex(dims, distance=distance, brute_force_threshold=100)
     ix.add([str(j) for j in range(1500)], clustered(1500, dims, seed=1))

@@ -149,7 +149,7 @@ class VectorIndex:
             the graph is built the first time the index grows past it.
         threads: worker threads for batch calls; 0 = all cores.
         seed: seeds the level generator (same seed and insertion order -> same levels).
-        rotate: a cosine or euclidean index of 128 to 768 dimensions stores its vectors
+        rotate: a cosine or euclidean index of 128 to 512 dimensions stores its vectors
             turned onto their principal axes once it outgrows the exact scan, which makes
             graph searches read less of each vector (docs/vectord.md, "The rotation").
             Distances and answers are unchanged up to float rounding, but ``get`` then

@@ -8,9 +8,9 @@ onto the data's principal axes, largest variance first, the same vectors are giv
 after about 58 % of their floats, and no distance changes: the rotation is orthogonal.
 
 :func:`fit` computes that rotation from a sample (principal component analysis with numpy);
-:func:`wanted` says when the facade fits one: a cosine or euclidean index of 128 to 768
+:func:`wanted` says when the facade fits one: a cosine or euclidean index of 128 to 512
 dimensions that is about to hold more items than it scans exactly. Below 128 the kernel
-(which looks at its sum every 64 floats) has too few looks to gain; above 768 the matrix
+(which looks at its sum every 64 floats) has too few looks to gain; above 512 the matrix
 (dims x dims floats, read once per query to turn it) costs more than it saves.
 """
 
@@ -26,7 +26,10 @@ AT_ITEMS = 1024
 #: rows the axes are estimated from (a random sample of the stored items and the batch)
 SAMPLE = 20_000
 MIN_DIMS = 128
-MAX_DIMS = 768
+#: above this the matrix (dims^2 floats: 1 MiB at 512) is read once per query to turn it,
+#: and that costs more than the shorter reads save: a 50,000 x 768 synthetic set searched
+#: 13-17 % slower rotated (docs/vectord.md, "The rotation")
+MAX_DIMS = 512
 DISTANCES = ("cosine", "euclidean")
 
 
@@ -37,7 +40,7 @@ def wanted(distance: str, dims: int, items_after: int, brute_force_threshold: in
             and items_after >= max(AT_ITEMS, brute_force_threshold + 1))
 
 
-#: rows per step of the streaming passes below (a float64 step of 1,024 x 768 is 6 MiB):
+#: rows per step of the streaming passes below (a float64 step of 1,024 x 512 is 4 MiB):
 #: no pass copies a whole batch, so an add's peak memory stays that of the index
 CHUNK = 1024
 
