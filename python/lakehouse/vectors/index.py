@@ -240,26 +240,27 @@ class VectorIndex:
         (:mod:`.rotation`), from a sample of the stored items and the batch. A batch the core
         would refuse (a non-finite value, a zero vector under cosine) sets nothing: the add
         then fails and changes nothing."""
+        # the cheap questions first: stats() walks the graph (its unreachable count)
+        if not rotation.wanted(self.distance, self._dims, len(self._ix) + len(ids), 0):
+            return
         s = self._ix.stats()
         if not rotation.wanted(s["distance"], self._dims, s["count"] + len(ids), s["brute_force_threshold"]):
             return
         cosine = s["distance"] == "cosine"
         if not rotation.acceptable(arr, cosine):
             return
-        rng = np.random.default_rng(len(ids))
-        take = min(len(arr), rotation.SAMPLE)
-        batch_rows = np.sort(rng.choice(len(arr), take, replace=False)) if take < len(arr) else None
-        stored = self._ix.ids() if take < rotation.SAMPLE else []
-        pick = rng.choice(len(stored), min(len(stored), rotation.SAMPLE - take), replace=False) if stored else []
+        # Evenly spaced rows: a strided view of the batch, no index array (a random choice of
+        # 20,000 of 100,000 rows kept about 7 MiB of the process's memory after it was done).
+        step = max(1, -(-len(arr) // rotation.SAMPLE))
+        batch = arr[::step]
+        stored = self._ix.ids() if len(batch) < rotation.SAMPLE else []
+        wanted_stored = rotation.SAMPLE - len(batch)
+        picked = stored[:: max(1, -(-len(stored) // wanted_stored))] if stored else []
 
         def sample() -> Iterator[np.ndarray]:
-            if batch_rows is None:
-                yield from rotation.chunks(arr)
-            else:
-                for i in range(0, len(batch_rows), rotation.CHUNK):
-                    yield np.asarray(arr[batch_rows[i : i + rotation.CHUNK]], dtype=np.float64)
-            for i in range(0, len(pick), rotation.CHUNK):
-                yield np.stack([self._ix.get(stored[j])[0] for j in pick[i : i + rotation.CHUNK]])
+            yield from rotation.chunks(batch)
+            for i in range(0, len(picked), rotation.CHUNK):
+                yield np.stack([self._ix.get(j)[0] for j in picked[i : i + rotation.CHUNK]])
 
         self._ix.set_rotation(rotation.fit(sample(), normalise=cosine))
 
@@ -376,6 +377,11 @@ class VectorIndex:
     @property
     def distance(self) -> str:
         return str(self._ix.distance)
+
+    @property
+    def rotate(self) -> bool:
+        """False when the index was made with ``rotate=False`` (saved with it)."""
+        return bool(self._ix.rotate)
 
     @property
     def ef_search(self) -> int:
