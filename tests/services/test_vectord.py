@@ -89,6 +89,8 @@ async def test_create_takes_every_param(client):
     assert body["distance"] == "euclidean" and body["m"] == 8
     assert body["ef_search"] == 20 and body["ef_construction"] == 40
     assert (await create(client, "d", 8, distance="dot"))["distance"] == "dot"
+    assert (await create(client, "r", 8, rotate=False))["rotate"] is False  # shown only when false
+    assert "rotate" not in await create(client, "t", 8, rotate=True)
 
 
 async def test_duplicate_create_is_409_and_changes_nothing(client):
@@ -120,6 +122,8 @@ async def test_duplicate_create_is_409_and_changes_nothing(client):
         ({"name": "ok", "dimension": 3, "m": 1000}, ["m must be"]),
         ({"name": "ok", "dimension": 3, "ef_search": 0}, ["ef_search"]),
         ({"name": "ok", "dimension": 3, "ef_construction": 10**6}, ["ef_construction"]),
+        ({"name": "ok", "dimension": 3, "rotate": "no"}, ["rotate"]),
+        ({"name": "ok", "dimension": 3, "rotate": 0}, ["rotate"]),
         ({"name": "ok"}, ["dimension"]),
         ({"dimension": 3}, ["name"]),
         ({"name": "ok", "dimension": 3, "dims": 3}, ["dims"]),  # unknown field

@@ -86,6 +86,40 @@ async def test_restart_loads_every_index_and_answers_identically(config):
         assert (await call(client, "GET", "/vectors/index/w1"))[0] == 404
 
 
+async def test_rotate_false_keeps_vectors_exact_through_a_restart(config):
+    """``"rotate": false`` at create: items come back bit for bit, before and after a
+    restart, and later adds never rotate the index. The default index of the same data
+    rotates once it outgrows the exact scan, and its items come back to about 1e-6."""
+    cfg = config.replace("vectord", save_min_interval=0.0)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2300, 128)).astype(np.float32)
+    async with TestClient(TestServer(create_app(cfg))) as client:
+        for name, extra in (("plain", {"rotate": False}), ("turned", {})):
+            status, body = await call(client, "POST", "/vectors/index",
+                                      {"name": name, "dimension": 128, "distance": "euclidean", **extra})
+            assert status == 201 and body.get("rotate", True) is (name == "turned"), body
+            for lo in range(0, 2100, 700):
+                assert (await call(client, "POST", f"/vectors/index/{name}/add",
+                                   {"items": items(name, x, meta=False)[lo : lo + 700]}))[0] == 200
+        info = {n: (await call(client, "GET", f"/vectors/index/{n}"))[1] for n in ("plain", "turned")}
+        assert info["plain"]["rotate"] is False and info["plain"]["stats"]["rotated"] is False
+        assert "rotate" not in info["turned"] and info["turned"]["stats"]["rotated"] is True
+        listed = (await call(client, "GET", "/vectors/index"))[1]["indexes"]
+        assert [ix.get("rotate") for ix in listed] == [False, None]
+        got = (await call(client, "GET", "/vectors/index/plain/items/plain5"))[1]["vector"]
+        assert np.array_equal(np.array(got, np.float32), x[5])
+        turned = np.array((await call(client, "GET", "/vectors/index/turned/items/turned5"))[1]["vector"], np.float32)
+        np.testing.assert_allclose(turned, x[5], rtol=0, atol=1e-5)
+    async with TestClient(TestServer(create_app(cfg))) as client:
+        info = (await call(client, "GET", "/vectors/index/plain"))[1]
+        assert info["rotate"] is False and info["count"] == 2100
+        got = (await call(client, "GET", "/vectors/index/plain/items/plain2099"))[1]["vector"]
+        assert np.array_equal(np.array(got, np.float32), x[2099])
+        assert (await call(client, "POST", "/vectors/index/plain/add", {"items": items("plain", x, meta=False)[2100:]}))[0] == 200
+        assert (await call(client, "GET", "/vectors/index/plain"))[1]["stats"]["rotated"] is False
+        assert (await call(client, "GET", "/vectors/index/turned"))[1]["stats"]["rotated"] is True
+
+
 async def test_clean_app_shutdown_saves_what_was_acknowledged(config):
     cfg = config.replace("vectord", save_min_interval=3600.0)  # only the shutdown flush saves
     x = np.random.default_rng(1).standard_normal((40, 4)).astype(np.float32)

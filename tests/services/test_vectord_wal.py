@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from lakehouse.data.storage import LocalStore, open_store
 from lakehouse.services.vectord import create_app
+from lakehouse.vectors import registry as registry_mod
 from lakehouse.vectors import wal as wal_mod
 from lakehouse.vectors.registry import IndexParams, VectorRegistry, object_key
 from lakehouse.vectors.wal import WriteAheadLog
@@ -225,6 +226,32 @@ def test_a_created_index_survives_a_crash_before_any_save(tmp_path):
         assert (p["distance"], p["m"], p["ef_search"], p["count"]) == ("euclidean", 8, 30, 1)
     finally:
         again.close()
+
+
+def test_rotate_false_survives_a_crash_before_any_save(tmp_path):
+    """The log's header carries ``rotate``: an index rebuilt from the log alone keeps
+    ``rotate=False``, and its vectors exactly. A header written before the field existed
+    reads as the default."""
+    root = tmp_path / "live"
+    reg = VectorRegistry(NoSaves(root / "objects"), save_min_interval=3600.0, wal_dir=root / "wal")
+    x = np.random.default_rng(3).standard_normal((5, DIMS)).astype(np.float32)
+    try:
+        reg.create(IndexParams("w", DIMS, distance="euclidean", rotate=False))
+        reg.get("w").add([str(j) for j in range(5)], x)
+        image = crash_image(reg, root, tmp_path / "image")
+    finally:
+        reg.close()
+    again = registry(image)
+    try:
+        assert again.load_all() == ["w"]
+        assert again.get("w").params()["rotate"] is False and not again.get("w").index.rotate
+        assert np.array_equal(again.get("w").index.get("3")[0], x[3])
+    finally:
+        again.close()
+    old = {"name": "o", "dimension": 4, "distance": "cosine", "m": 16, "ef_search": 64, "ef_construction": 200, "fresh": True}
+    assert registry_mod._params_from_header(old).rotate is True
+    with pytest.raises(ValueError, match="rotate"):
+        registry_mod._params_from_header(old | {"rotate": "no"})
 
 
 class HookedStore(LocalStore):

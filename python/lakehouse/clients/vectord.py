@@ -62,6 +62,7 @@ class VectordClient(ServiceClient):
         m: int | None = None,
         ef_search: int | None = None,
         ef_construction: int | None = None,
+        rotate: bool | None = None,
         exist_ok: bool = False,
         trace_id: str | None = None,
     ) -> dict[str, Any]:
@@ -73,6 +74,7 @@ class VectordClient(ServiceClient):
             ("m", m),
             ("ef_search", ef_search),
             ("ef_construction", ef_construction),
+            ("rotate", rotate),
         ):
             if value is not None:
                 body[key] = value

@@ -118,9 +118,11 @@ class IndexParams(msgspec.Struct):
     ef_search: int
     ef_construction: int
     count: int
+    #: present (false) only for an index created with rotate false
+    rotate: bool = True
 
 
-class IndexInfo(IndexParams):
+class IndexInfo(IndexParams, kw_only=True):
     #: the core's counters
     stats: dict[str, Json]
     #: saves: key, dirty, counters, last_save

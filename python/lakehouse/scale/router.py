@@ -101,6 +101,7 @@ def _params_json(p: IndexParams) -> dict[str, Any]:
         "m": p.m,
         "ef_search": p.ef_search,
         "ef_construction": p.ef_construction,
+        "rotate": p.rotate,
     }
 
 
@@ -177,7 +178,7 @@ class ShardedIndex:
             # that name left behind (a replica that was down when it was dropped).
             empty = VectorIndex(
                 params.dimension, params.distance, m=params.m,
-                ef_construction=params.ef_construction, ef_search=params.ef_search,
+                ef_construction=params.ef_construction, ef_search=params.ef_search, rotate=params.rotate,
             ).to_bytes()
             ix._check_all(ix._broadcast("install", empty))
         except BaseException:
@@ -203,7 +204,8 @@ class ShardedIndex:
         on disk, the others are caught up from them."""
         p = layout["params"]
         params = IndexParams(
-            p["name"], p["dimension"], p["distance"], p["m"], p["ef_search"], p["ef_construction"]
+            p["name"], p["dimension"], p["distance"], p["m"], p["ef_search"], p["ef_construction"],
+            p.get("rotate", True),
         )
         ix = cls(params, layout["shards"], layout["replicas"], backend, store=store, call_timeout=call_timeout)
         try:
@@ -528,7 +530,9 @@ class ShardedIndex:
             return self._layout()
 
     def params(self) -> dict[str, Any]:
-        return {**_params_json(self.params_), "count": self.count, "shards": self.shards, "replicas": self.replicas}
+        p = _params_json(self.params_)
+        shown = {} if p.pop("rotate") else {"rotate": False}  # only when false, as unsharded
+        return {**p, "count": self.count, **shown, "shards": self.shards, "replicas": self.replicas}
 
     def info(self) -> dict[str, Any]:
         out = self.params()

@@ -2,7 +2,7 @@
 
 Routes (docs/vectord.md has the shapes, defaults and decisions):
 - ``POST   /vectors/index``                 create ``{name, dimension, distance?, m?,
-  ef_search?, ef_construction?, shards?, replicas?}`` -> 201 with the index info; 400 bad
+  ef_search?, ef_construction?, rotate?, shards?, replicas?}`` -> 201 with the index info; 400 bad
   params, 409 taken. Shards or replicas above 1 (docs/scale-out.md): a sharded index whose
   replicas run on the Ray cluster of ``[vectord].ray_address`` (400 when none is set)
 - ``GET    /vectors/index``                 ``{indexes: [info...]}``
@@ -240,6 +240,7 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
     m: int = 16
     ef_search: int = 64
     ef_construction: int = 200
+    rotate: bool = True
     shards: int = 1
     replicas: int = 1
 
@@ -340,7 +341,7 @@ def parse_add(data: bytes, dims: int) -> tuple[list[str], np.ndarray, list[Any]]
 async def handle_create(request: web.Request) -> web.Response:
     body = decode_json(await request.read(), CreateRequest)
     params = IndexParams(
-        body.name, body.dimension, body.distance, body.m, body.ef_search, body.ef_construction
+        body.name, body.dimension, body.distance, body.m, body.ef_search, body.ef_construction, body.rotate
     )
     if (body.shards, body.replicas) != (1, 1):
         return await _create_sharded(request, params, body.shards, body.replicas)

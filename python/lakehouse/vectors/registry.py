@@ -175,6 +175,8 @@ class IndexParams:
     m: int = 16
     ef_search: int = 64
     ef_construction: int = 200
+    #: False: vectors are stored as given and come back bit for bit (VectorIndex's rotate)
+    rotate: bool = True
 
     def validate(self) -> IndexParams:
         validate_name(self.name)
@@ -186,6 +188,8 @@ class IndexParams:
         _bounded("m", self.m, 2, 256)
         _bounded("ef_search", self.ef_search, 1, MAX_EF)
         _bounded("ef_construction", self.ef_construction, 1, MAX_EF)
+        if not isinstance(self.rotate, bool):
+            raise ValueError(f"rotate must be true or false, got {self.rotate!r}")
         return self
 
 
@@ -309,6 +313,7 @@ def encode_header(params: IndexParams, fresh: bool) -> bytes:
             "m": params.m,
             "ef_search": params.ef_search,
             "ef_construction": params.ef_construction,
+            "rotate": params.rotate,
             "fresh": fresh,
         }
     )
@@ -381,6 +386,7 @@ def _params_from_header(header: dict[str, Any]) -> IndexParams:
         int(header["m"]),
         int(header["ef_search"]),
         int(header["ef_construction"]),
+        header.get("rotate", True),  # logs written before the rotation: the default
     ).validate()
 
 
@@ -391,6 +397,7 @@ def _new_index(params: IndexParams) -> VectorIndex:
         m=params.m,
         ef_construction=params.ef_construction,
         ef_search=params.ef_search,
+        rotate=params.rotate,
     )
 
 
@@ -408,7 +415,8 @@ def apply_record(index: VectorIndex, record: tuple[Any, ...]) -> None:
 def _header_of(name: str, index: VectorIndex) -> bytes:
     """The log header of a loaded index (its log does not start at creation)."""
     st = index.stats()
-    params = IndexParams(name, st["dims"], st["distance"], st["m"], st["ef_search"], st["ef_construction"])
+    params = IndexParams(name, st["dims"], st["distance"], st["m"], st["ef_search"], st["ef_construction"],
+                         index.rotate)
     return encode_header(params, fresh=False)
 
 
@@ -611,6 +619,8 @@ class NamedIndex:
             "ef_search": s["ef_search"],
             "ef_construction": s["ef_construction"],
             "count": s["count"],
+            # only when not the default, so that the default answer keeps the reference's shape
+            **({} if self.index.rotate else {"rotate": False}),
         }
 
     def info(self) -> dict[str, Any]:
