@@ -40,9 +40,10 @@ def wanted(distance: str, dims: int, items_after: int, brute_force_threshold: in
             and items_after >= max(AT_ITEMS, brute_force_threshold + 1))
 
 
-#: rows per step of the streaming passes below (a float64 step of 1,024 x 512 is 4 MiB):
-#: no pass copies a whole batch, so an add's peak memory stays that of the index
-CHUNK = 1024
+#: rows per step of the streaming passes below: no pass copies a whole batch, so an add's
+#: peak memory stays that of the index. Small on purpose: numpy's BLAS keeps the pages its
+#: first product touched, about 3 MiB more for steps of 1,024 rows than of 128 (measured)
+CHUNK = 128
 
 
 def chunks(rows: np.ndarray, step: int = CHUNK) -> Iterator[np.ndarray]:
