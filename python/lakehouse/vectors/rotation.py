@@ -23,7 +23,7 @@ import numpy as np
 #: an index is rotated when an add brings it past this many items (and past its exact-scan
 #: threshold): enough rows for a stable estimate of the axes
 AT_ITEMS = 1024
-#: rows the axes are estimated from (a random sample of the stored items and the batch)
+#: rows the axes are estimated from (evenly spaced rows of the batch, then of the stored items)
 SAMPLE = 20_000
 MIN_DIMS = 128
 #: above this the matrix (dims^2 floats: 1 MiB at 512) is read once per query to turn it,
@@ -41,8 +41,9 @@ def wanted(distance: str, dims: int, items_after: int, brute_force_threshold: in
 
 
 #: rows per step of the streaming passes below: no pass copies a whole batch, so an add's
-#: peak memory stays that of the index. Small on purpose: numpy's BLAS keeps the pages its
-#: first product touched, about 3 MiB more for steps of 1,024 rows than of 128 (measured)
+#: peak memory stays that of the index. Small on purpose: after a fit of 20,000 x 384 the
+#: process kept about 6 MiB more with steps of 1,024 rows than of 128 (measured; mostly
+#: what numpy's BLAS touched in its first products)
 CHUNK = 128
 
 
