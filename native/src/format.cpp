@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <array>
-#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -324,10 +323,10 @@ class IndexCodec {
       if (std::uint64_t(p.dims) * p.dims * 4 > r.left()) throw FormatError("truncated input (rotation)");
       rotation.resize(std::size_t(p.dims) * p.dims);
       std::memcpy(rotation.data(), r.take(rotation.size() * 4, "rotation"), rotation.size() * 4);
-      for (std::size_t i = 0; i < p.dims; ++i) {
-        double norm = 0;
-        for (std::size_t j = 0; j < p.dims; ++j) norm += double(rotation[i * p.dims + j]) * rotation[i * p.dims + j];
-        if (!(std::abs(norm - 1.0) <= 1e-3)) throw FormatError("corrupt rotation (a row's norm is not 1)");
+      try {
+        Index::check_rotation(rotation, p.dims);
+      } catch (const std::invalid_argument& e) {
+        throw FormatError(std::string("corrupt rotation: ") + e.what());
       }
     }
     const std::uint64_t sequence = r.u64("sequence");

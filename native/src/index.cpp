@@ -71,12 +71,13 @@ void Index::check(const float* in, std::size_t item, const char* what) const {
   auto label = [&] {
     return item == kSingle ? std::string(what) : std::string(what) + " " + std::to_string(item);
   };
-  double norm = 0;
   for (std::size_t j = 0; j < d; ++j) {
     if (!std::isfinite(in[j])) throw std::invalid_argument(label() + ": vector contains NaN or inf");
-    norm += double(in[j]) * double(in[j]);
   }
-  if (space_.needs_normalise() && !(norm > 0 && std::isfinite(norm))) {
+  if (!space_.needs_normalise()) return;
+  double norm = 0;
+  for (std::size_t j = 0; j < d; ++j) norm += double(in[j]) * double(in[j]);
+  if (!(norm > 0 && std::isfinite(norm))) {
     throw std::invalid_argument(label() + ": zero vector (cosine distance needs a non-zero norm)");
   }
 }
@@ -124,9 +125,7 @@ bool Index::rotated() const {
   return !rotation_.empty();
 }
 
-void Index::set_rotation(const std::vector<float>& r) {
-  const std::size_t d = params_.dims;
-  if (!params_.rotate) throw std::invalid_argument("this index was made with rotate=False");
+void Index::check_rotation(const std::vector<float>& r, std::size_t d) {
   if (r.size() != d * d) {
     throw std::invalid_argument("a rotation must be " + std::to_string(d) + " x " + std::to_string(d));
   }
@@ -141,6 +140,12 @@ void Index::set_rotation(const std::vector<float>& r) {
       throw std::invalid_argument("a rotation's rows must have norm 1 (row " + std::to_string(i) + ")");
     }
   }
+}
+
+void Index::set_rotation(const std::vector<float>& r) {
+  const std::size_t d = params_.dims;
+  if (!params_.rotate) throw std::invalid_argument("this index was made with rotate=False");
+  check_rotation(r, d);
   UniqueLock snap(snap_mu_);
   UniqueLock st(struct_mu_);
   UniqueLock mt(meta_mu_);

@@ -169,6 +169,8 @@ class Index {
   // with a non-finite entry or a row whose norm is not 1, or when params().rotate is false.
   void set_rotation(const std::vector<float>& r);
   bool rotated() const;
+  // set_rotation's checks of the matrix alone (size, finite, unit rows): also a loaded one's.
+  static void check_rotation(const std::vector<float>& r, std::size_t dims);
 
  private:
   friend class IndexCodec;
