@@ -482,6 +482,7 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("dims", [](const Index& ix) { return ix.params().dims; })
       .def_property_readonly("distance", [](const Index& ix) { return std::string(metric_name(ix.params().metric)); })
       .def_property_readonly("ef_search", [](const Index& ix) { return ix.ef_search(); })
+      .def_property_readonly("brute_force_threshold", [](const Index& ix) { return ix.params().brute_force_threshold; })
       .def_property_readonly("rotate", [](const Index& ix) { return ix.params().rotate; })
       .def_property_readonly("rotated", &Index::rotated)
       .def(

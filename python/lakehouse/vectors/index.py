@@ -240,13 +240,10 @@ class VectorIndex:
         (:mod:`.rotation`), from a sample of the stored items and the batch. A batch the core
         would refuse (a non-finite value, a zero vector under cosine) sets nothing: the add
         then fails and changes nothing."""
-        # the cheap questions first: stats() walks the graph (its unreachable count)
-        if not rotation.wanted(self.distance, self._dims, len(self._ix) + len(ids), 0):
+        distance = self.distance
+        if not rotation.wanted(distance, self._dims, len(self._ix) + len(ids), self._ix.brute_force_threshold):
             return
-        s = self._ix.stats()
-        if not rotation.wanted(s["distance"], self._dims, s["count"] + len(ids), s["brute_force_threshold"]):
-            return
-        cosine = s["distance"] == "cosine"
+        cosine = distance == "cosine"
         if not rotation.acceptable(arr, cosine):
             return
         # Evenly spaced rows: a strided view of the batch, no index array (a random choice of
