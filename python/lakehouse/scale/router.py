@@ -58,6 +58,7 @@ from ..vectors.registry import (
     ItemNotFound,
     NamedIndex,
     check_batch,
+    rotate_field,
 )
 from .backend import Backend, ReplicaSpec, ReplicaUnavailable
 from .placement import group_by_shard, shard_of, validate_layout
@@ -531,7 +532,7 @@ class ShardedIndex:
 
     def params(self) -> dict[str, Any]:
         p = _params_json(self.params_)
-        shown = {} if p.pop("rotate") else {"rotate": False}  # only when false, as unsharded
+        shown = rotate_field(p.pop("rotate"))
         return {**p, "count": self.count, **shown, "shards": self.shards, "replicas": self.replicas}
 
     def info(self) -> dict[str, Any]:

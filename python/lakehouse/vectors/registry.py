@@ -302,6 +302,12 @@ def _take_ids(payload: memoryview, pos: int, n: int) -> tuple[list[str], int]:
     return out, pos
 
 
+def rotate_field(rotate: bool) -> dict[str, bool]:
+    """``rotate`` as an index's answer shows it: only when false, so that the default answer
+    keeps the reference's shape."""
+    return {} if rotate else {"rotate": False}
+
+
 def encode_header(params: IndexParams, fresh: bool) -> bytes:
     """A segment's header: the index's parameters, and whether the log starts at creation
     (``fresh``: replaying it from an empty index rebuilds the index without a snapshot)."""
@@ -619,8 +625,7 @@ class NamedIndex:
             "ef_search": s["ef_search"],
             "ef_construction": s["ef_construction"],
             "count": s["count"],
-            # only when not the default, so that the default answer keeps the reference's shape
-            **({} if self.index.rotate else {"rotate": False}),
+            **rotate_field(self.index.rotate),
         }
 
     def info(self) -> dict[str, Any]:
