@@ -13,19 +13,22 @@ from lakehouse import _native
 ISAS = _native.available_isas()
 
 
-def test_best_kernel_is_one_of_the_available():
-    assert _native.simd_isa() in ISAS and "scalar" in ISAS
-
-
-@pytest.mark.parametrize("isa", ISAS)
-@given(
-    data=st.integers(1, 1600).flatmap(
+def vector_pairs(max_n: int) -> st.SearchStrategy[tuple[np.ndarray, np.ndarray]]:
+    """Two float32 vectors of one length (1 to max_n), entries in [-100, 100]."""
+    return st.integers(1, max_n).flatmap(
         lambda n: st.tuples(
             hnp.arrays(np.float32, n, elements=st.floats(-100, 100, width=32)),
             hnp.arrays(np.float32, n, elements=st.floats(-100, 100, width=32)),
         )
     )
-)
+
+
+def test_best_kernel_is_one_of_the_available():
+    assert _native.simd_isa() in ISAS and "scalar" in ISAS
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@given(data=vector_pairs(1600))
 def test_kernels_match_numpy(isa, data):
     a, b = data
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
@@ -53,20 +56,12 @@ def test_unknown_kernel_set():
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@given(
-    data=st.integers(1, 800).flatmap(
-        lambda n: st.tuples(
-            hnp.arrays(np.float32, n, elements=st.floats(-100, 100, width=32)),
-            hnp.arrays(np.float32, n, elements=st.floats(-100, 100, width=32)),
-            st.floats(0, 2.0),
-        )
-    )
-)
-def test_bounded_l2sq_decides_as_the_full_kernel(isa, data):
+@given(pair=vector_pairs(800), frac=st.floats(0, 2.0))
+def test_bounded_l2sq_decides_as_the_full_kernel(isa, pair, frac):
     """l2sq_bounded is l2sq bit for bit, or gives up with a running sum past the bound, and
     then the full sum is past it too: a caller keeping only what beats the bound keeps the
     same vectors either way."""
-    a, b, frac = data
+    a, b = pair
     full = _native.kernel_distance(isa, "l2sq", a, b)
     bound = np.float32(full * frac)  # below, at and above the full sum
     got = _native.kernel_distance(isa, "l2sq_bounded", a, b, float(bound))

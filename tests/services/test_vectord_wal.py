@@ -209,15 +209,22 @@ class NoSaves(LocalStore):
         raise OSError("the crash came first")
 
 
-def test_a_created_index_survives_a_crash_before_any_save(tmp_path):
+def log_only_image(tmp_path, params: IndexParams, ids: list[str], x: np.ndarray):
+    """The crash image of a registry whose every save failed: one index, created with
+    ``params`` and given one batch, so that only its log holds it."""
     root = tmp_path / "live"
     reg = VectorRegistry(NoSaves(root / "objects"), save_min_interval=3600.0, wal_dir=root / "wal")
     try:
-        reg.create(IndexParams("w", DIMS, distance="euclidean", m=8, ef_search=30))
-        reg.get("w").add(["a"], np.ones((1, DIMS), np.float32))
-        image = crash_image(reg, root, tmp_path / "image")
+        reg.create(params)
+        reg.get(params.name).add(ids, x)
+        return crash_image(reg, root, tmp_path / "image")
     finally:
         reg.close()
+
+
+def test_a_created_index_survives_a_crash_before_any_save(tmp_path):
+    image = log_only_image(tmp_path, IndexParams("w", DIMS, distance="euclidean", m=8, ef_search=30),
+                           ["a"], np.ones((1, DIMS), np.float32))
     assert not (image / "objects" / object_key("w")).exists()  # no snapshot: the log only
     again = registry(image)
     try:
@@ -232,15 +239,9 @@ def test_rotate_false_survives_a_crash_before_any_save(tmp_path):
     """The log's header carries ``rotate``: an index rebuilt from the log alone keeps
     ``rotate=False``, and its vectors exactly. A header written before the field existed
     reads as the default."""
-    root = tmp_path / "live"
-    reg = VectorRegistry(NoSaves(root / "objects"), save_min_interval=3600.0, wal_dir=root / "wal")
     x = np.random.default_rng(3).standard_normal((5, DIMS)).astype(np.float32)
-    try:
-        reg.create(IndexParams("w", DIMS, distance="euclidean", rotate=False))
-        reg.get("w").add([str(j) for j in range(5)], x)
-        image = crash_image(reg, root, tmp_path / "image")
-    finally:
-        reg.close()
+    image = log_only_image(tmp_path, IndexParams("w", DIMS, distance="euclidean", rotate=False),
+                           [str(j) for j in range(5)], x)
     again = registry(image)
     try:
         assert again.load_all() == ["w"]
