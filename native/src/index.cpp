@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "lakehouse/memory.h"
 #include "lakehouse/scan.h"
 #include "lakehouse/thread_pool.h"
 
@@ -164,6 +165,8 @@ void Index::set_rotation(const std::vector<float>& r) {
     std::memcpy(v, turned.data(), d * sizeof(float));
   }
   rotation_ = r;
+  // The caller's fit (numpy's arrays) has just been freed: give its pages back.
+  release_free_memory();
 }
 
 void Index::grow_for(std::size_t new_items) {
@@ -188,6 +191,16 @@ std::pair<std::size_t, std::size_t> Index::add(
 }
 
 std::pair<std::size_t, std::size_t> Index::add(
+    const std::vector<std::string>& ids, const RowSource& vectors, std::size_t n,
+    const std::vector<std::optional<std::string>>& metadata) {
+  const auto counts = add_rows(ids, vectors, n, metadata);
+  // A bulk add's scratch (the batch's id table, its order, the graph build's buffers: a few
+  // MiB per 100,000 items) has been freed: give its pages back.
+  if (n >= kReleaseAfter) release_free_memory();
+  return counts;
+}
+
+std::pair<std::size_t, std::size_t> Index::add_rows(
     const std::vector<std::string>& ids, const RowSource& vectors, std::size_t n,
     const std::vector<std::optional<std::string>>& metadata) {
   if (ids.size() != n) {
@@ -424,6 +437,9 @@ void Index::rebuild_graph(bool count_as_rebuild) {
   }
   // Deleted slots need no repair in a graph that never contained them.
   if (count_as_rebuild) rebuilds_.fetch_add(1);
+  snap.unlock();
+  live = {};
+  release_free_memory();  // the old graph and the build's scratch are freed
 }
 
 void Index::rebuild() { rebuild_graph(true); }

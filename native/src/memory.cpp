@@ -7,6 +7,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace lakehouse {
 
@@ -27,6 +30,16 @@ void advise_huge_pages(void* p, std::size_t bytes) {
 #else
   (void)p;
   (void)bytes;
+#endif
+}
+
+void release_free_memory() {
+#if defined(__GLIBC__)
+  static const bool off = [] {
+    const char* v = std::getenv("LAKEHOUSE_TRIM");
+    return v != nullptr && std::strcmp(v, "0") == 0;
+  }();
+  if (!off) malloc_trim(0);
 #endif
 }
 

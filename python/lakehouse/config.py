@@ -749,6 +749,7 @@ OTHER_ENV_VARS: dict[str, str] = {
     "LAKEHOUSE_PIVOTS": "0-64: cap the native graph's pivots (0 = none; A/B measurements only)",
     "LAKEHOUSE_EARLY_STOP": "0: native graph searches read every vector whole instead of stopping at the bound (A/B measurements only)",
     "LAKEHOUSE_HUGEPAGES": "0: do not ask for transparent huge pages for the native core's vectors and links (A/B measurements)",
+    "LAKEHOUSE_TRIM": "0: the native core keeps freed memory after bulk adds, rebuilds and rotations instead of returning it to the system (A/B measurements)",
     "LAKEHOUSE_SCAN_TILE": "1-16: queries per pass of the native exact scan in a batch (default 8; 1 = one pass per query; A/B measurements)",
     "LAKEHOUSE_STACK_PARENT_PID": "set by `lakehouse up` for its daemons (they exit with it)",
     "LAKEHOUSE_GIT_SHA": "the commit distill receipts name when the code runs outside a git checkout",

@@ -185,8 +185,16 @@ class Index {
   void prepare(const float* in, float* out, std::size_t item, const char* what) const;
   // r times v (dims floats each), into out; r is row-major.
   void turn(const std::vector<float>& r, const float* v, float* out) const;
+  void transform_rows(const float* in, std::size_t n, float* out) const;
   // The transpose of r times v: turns a stored vector back (double accumulation).
   void unturn(const std::vector<float>& r, const float* v, float* out) const;
+  // An add of at least this many items gives its freed scratch back to the system
+  // (release_free_memory, memory.h).
+  static constexpr std::size_t kReleaseAfter = 1024;
+  // add, without that release.
+  std::pair<std::size_t, std::size_t> add_rows(const std::vector<std::string>& ids, const RowSource& vectors,
+                                               std::size_t n,
+                                               const std::vector<std::optional<std::string>>& metadata);
   void grow_for(std::size_t new_items);
   void insert_into_graph(const std::vector<std::uint32_t>& slots, const std::vector<int>& levels);
   // graph_->top_up over freshly inserted slots (HnswGraph::top_up).

@@ -21,4 +21,12 @@ namespace lakehouse {
 // memory is first touched. A no-op for small ranges, on other systems, or when refused.
 void advise_huge_pages(void* p, std::size_t bytes);
 
+// Hands the allocator's free pages back to the system (glibc: malloc_trim). A bulk add, a
+// rebuild or a rotation frees many megabytes of scratch (the batch's id table, the fit's
+// arrays on the Python side); glibc keeps freed memory below the heap's top, and raises its
+// mmap threshold after large frees, so without this the process stays that much larger for
+// good. Costs about a millisecond on a heap of a few hundred MiB: called after bulk
+// operations only. A no-op elsewhere (other C libraries, or LAKEHOUSE_TRIM=0).
+void release_free_memory();
+
 }  // namespace lakehouse
