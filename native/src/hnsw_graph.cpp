@@ -1035,7 +1035,10 @@ void HnswGraph::restore_entry(std::uint32_t entry, int max_level) {
 
 std::size_t HnswGraph::memory_bytes() const {
   std::lock_guard<std::mutex> lock(upper_mu_);
-  std::size_t bytes = capacity_ * (stride0_ * sizeof(std::uint32_t) + 1 + sizeof(void*) + 1);
+  // Per slot: level-0 links, level, upper-layer pointer, lock, rank, anchor, children.
+  std::size_t bytes = capacity_ * (stride0_ * sizeof(std::uint32_t) + sizeof(std::uint8_t) +
+                                   sizeof(void*) + sizeof(std::uint8_t) + sizeof(std::int64_t) +
+                                   sizeof(std::uint32_t) + sizeof(std::uint16_t));
   for (const auto& a : upper_owned_) bytes += (1 + a[0] * stride_up_) * sizeof(std::uint32_t);
   return bytes;
 }
