@@ -249,7 +249,7 @@ class IndexCodec {
     w.bytes(st.data(), slots * st.dims() * sizeof(float));
     for (std::size_t s = 0; s < slots; ++s) {
       if (st.state(std::uint32_t(s)) != SlotState::Live) continue;
-      const std::string& id = st.id(std::uint32_t(s));
+      const std::string_view id = st.id(std::uint32_t(s));
       w.u32(std::uint32_t(id.size()));
       w.bytes(id.data(), id.size());
       const std::string* m = st.metadata(std::uint32_t(s));

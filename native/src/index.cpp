@@ -561,7 +561,7 @@ std::vector<SearchHit> Index::search(const float* query, std::size_t k, std::siz
   std::vector<SearchHit> hits;
   hits.reserve(found.size());
   for (const Candidate& c : found) {
-    SearchHit h{store_.id(c.second), space_.to_output(c.first), std::nullopt};
+    SearchHit h{std::string(store_.id(c.second)), space_.to_output(c.first), std::nullopt};
     if (with_metadata) {
       if (const std::string* m = store_.metadata(c.second)) h.metadata = *m;
     }
@@ -652,7 +652,7 @@ std::vector<std::string> Index::ids() const {
   std::vector<std::string> out;
   out.reserve(store_.live());
   for (std::size_t s = 0; s < store_.size(); ++s) {
-    if (store_.state(std::uint32_t(s)) == SlotState::Live) out.push_back(store_.id(std::uint32_t(s)));
+    if (store_.state(std::uint32_t(s)) == SlotState::Live) out.emplace_back(store_.id(std::uint32_t(s)));
   }
   return out;
 }
@@ -715,7 +715,7 @@ std::vector<std::string> Index::graph_neighbours(const std::string& id, int laye
   std::vector<std::uint32_t> nb;
   graph_->neighbours(slot, layer, nb);
   for (std::uint32_t s : nb) {
-    out.push_back(store_.state(s) == SlotState::Live ? store_.id(s) : std::string());
+    out.emplace_back(store_.state(s) == SlotState::Live ? store_.id(s) : std::string_view());
   }
   return out;
 }
@@ -735,7 +735,7 @@ std::pair<std::string, int> Index::graph_entry() const {
   if (!graph_built_) return {std::string(), -1};
   const std::uint32_t e = graph_->entry_point();
   if (e == kNoSlot) return {std::string(), -1};
-  return {store_.id(e), graph_->max_level()};
+  return {std::string(store_.id(e)), graph_->max_level()};
 }
 
 std::string Index::check_graph() const {

@@ -11,7 +11,7 @@ namespace lakehouse {
 namespace {
 
 // FNV-1a folded through a 64-bit finaliser: cheap for short ids, well mixed for probing.
-inline std::uint64_t hash_id(const std::string& s) {
+inline std::uint64_t hash_id(std::string_view s) {
   std::uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) {
     h ^= c;
@@ -27,18 +27,17 @@ inline std::uint64_t hash_id(const std::string& s) {
 
 // ---- IdTable ---------------------------------------------------------------------------
 
-std::uint32_t SideStore::IdTable::find(const std::string& id,
-                                       const std::vector<std::string>& ids) const {
+std::uint32_t SideStore::IdTable::find(std::string_view id, const SideStore& st) const {
   if (table_.empty()) return kNoSlot;
   const std::size_t mask = table_.size() - 1;
   for (std::size_t i = hash_id(id) & mask;; i = (i + 1) & mask) {
     const std::uint32_t s = table_[i];
     if (s == kEmpty) return kNoSlot;
-    if (s != kGrave && ids[s] == id) return s;
+    if (s != kGrave && st.id(s) == id) return s;
   }
 }
 
-void SideStore::IdTable::rehash(std::size_t buckets, const std::vector<std::string>& ids) {
+void SideStore::IdTable::rehash(std::size_t buckets, const SideStore& st) {
   std::vector<std::uint32_t> old = std::move(table_);
   table_.assign(buckets, kEmpty);
   used_ = 0;
@@ -46,38 +45,38 @@ void SideStore::IdTable::rehash(std::size_t buckets, const std::vector<std::stri
   const std::size_t mask = buckets - 1;
   for (std::uint32_t s : old) {
     if (s == kEmpty || s == kGrave) continue;
-    std::size_t i = hash_id(ids[s]) & mask;
+    std::size_t i = hash_id(st.id(s)) & mask;
     while (table_[i] != kEmpty) i = (i + 1) & mask;
     table_[i] = s;
     ++used_;
   }
 }
 
-void SideStore::IdTable::reserve(std::size_t n, const std::vector<std::string>& ids) {
+void SideStore::IdTable::reserve(std::size_t n, const SideStore& st) {
   std::size_t buckets = 16;
   while (buckets < n * 2 + 2) buckets <<= 1;
-  if (buckets > table_.size()) rehash(buckets, ids);
+  if (buckets > table_.size()) rehash(buckets, st);
 }
 
-void SideStore::IdTable::insert(std::uint32_t slot, const std::vector<std::string>& ids) {
+void SideStore::IdTable::insert(std::uint32_t slot, const SideStore& st) {
   // Keep the load (live + graves) under 1/2 so probes stay short.
   if ((used_ + graves_ + 1) * 2 > table_.size()) {
     std::size_t buckets = 16;
     while (buckets < (used_ + 1) * 4) buckets <<= 1;
-    rehash(buckets, ids);
+    rehash(buckets, st);
   }
   const std::size_t mask = table_.size() - 1;
-  std::size_t i = hash_id(ids[slot]) & mask;
+  std::size_t i = hash_id(st.id(slot)) & mask;
   while (table_[i] != kEmpty && table_[i] != kGrave) i = (i + 1) & mask;
   if (table_[i] == kGrave) --graves_;
   table_[i] = slot;
   ++used_;
 }
 
-void SideStore::IdTable::erase(std::uint32_t slot, const std::vector<std::string>& ids) {
+void SideStore::IdTable::erase(std::uint32_t slot, const SideStore& st) {
   if (table_.empty()) return;
   const std::size_t mask = table_.size() - 1;
-  for (std::size_t i = hash_id(ids[slot]) & mask;; i = (i + 1) & mask) {
+  for (std::size_t i = hash_id(st.id(slot)) & mask;; i = (i + 1) & mask) {
     const std::uint32_t s = table_[i];
     if (s == kEmpty) return;
     if (s == slot) {
@@ -86,6 +85,61 @@ void SideStore::IdTable::erase(std::uint32_t slot, const std::vector<std::string
       ++graves_;
       return;
     }
+  }
+}
+
+// ---- Ids -------------------------------------------------------------------------------
+
+namespace {
+
+// The id whose entry (LEB128 length, then the bytes) starts at p.
+std::string_view read_id(const char* p) {
+  std::size_t n = 0;
+  for (int shift = 0;; shift += 7) {
+    const auto b = static_cast<unsigned char>(*p++);
+    n |= std::size_t(b & 0x7F) << shift;
+    if (!(b & 0x80)) break;
+  }
+  return {p, n};
+}
+
+void append_id(std::vector<char>& out, std::string_view id) {
+  for (std::size_t n = id.size();; n >>= 7) {
+    out.push_back(static_cast<char>((n & 0x7F) | (n > 0x7F ? 0x80 : 0)));
+    if (n <= 0x7F) break;
+  }
+  out.insert(out.end(), id.begin(), id.end());
+}
+
+}  // namespace
+
+std::string_view SideStore::id(std::uint32_t slot) const {
+  const std::uint64_t at = id_at_[slot];
+  return at == kNoId ? std::string_view() : read_id(ids_.data() + at);
+}
+
+void SideStore::put_id(std::uint32_t slot, std::string_view id) {
+  id_at_[slot] = ids_.size();
+  append_id(ids_, id);
+}
+
+void SideStore::drop_id(std::uint32_t slot) {
+  const std::uint64_t at = id_at_[slot];
+  if (at == kNoId) return;
+  const std::string_view id = read_id(ids_.data() + at);
+  id_garbage_ += std::size_t(id.data() + id.size() - (ids_.data() + at));
+  id_at_[slot] = kNoId;
+  // Removed bytes over half the array (and worth a pass): keep only the live ids.
+  if (id_garbage_ < 4096 || id_garbage_ * 2 < ids_.size()) return;
+  std::vector<char> old;
+  old.swap(ids_);
+  ids_.reserve(old.size() - id_garbage_);
+  id_garbage_ = 0;
+  for (std::size_t s = 0; s < size_; ++s) {
+    if (id_at_[s] == kNoId) continue;
+    const std::string_view kept = read_id(old.data() + id_at_[s]);
+    id_at_[s] = ids_.size();
+    append_id(ids_, kept);
   }
 }
 
@@ -113,14 +167,17 @@ void SideStore::reserve(std::size_t capacity) {
     states[i].store(i < size_ ? states_[i].load(std::memory_order_relaxed) : 0,
                     std::memory_order_relaxed);
   }
-  ids_.resize(capacity);
+  // Exactly the capacity asked for (resize alone may double).
+  id_at_.reserve(capacity);
+  id_at_.resize(capacity, kNoId);
+  meta_.reserve(capacity);
   meta_.resize(capacity);
   data_ = std::move(data);
   states_ = std::move(states);
   capacity_ = capacity;
 }
 
-std::uint32_t SideStore::find(const std::string& id) const { return table_.find(id, ids_); }
+std::uint32_t SideStore::find(std::string_view id) const { return table_.find(id, *this); }
 
 std::uint32_t SideStore::insert(const std::string& id, const float* vec,
                                 std::unique_ptr<std::string> meta) {
@@ -133,18 +190,18 @@ std::uint32_t SideStore::insert(const std::string& id, const float* vec,
     slot = static_cast<std::uint32_t>(size_++);
   }
   std::memcpy(mutable_vector(slot), vec, dims_ * sizeof(float));
-  ids_[slot] = id;
+  put_id(slot, id);
   meta_[slot] = std::move(meta);
-  table_.insert(slot, ids_);
+  table_.insert(slot, *this);
   ++live_;
   states_[slot].store(static_cast<std::uint8_t>(SlotState::Live), std::memory_order_release);
   return slot;
 }
 
 void SideStore::remove(std::uint32_t slot) {
-  table_.erase(slot, ids_);
+  table_.erase(slot, *this);
   states_[slot].store(static_cast<std::uint8_t>(SlotState::Deleted), std::memory_order_release);
-  std::string().swap(ids_[slot]);
+  drop_id(slot);
   meta_[slot].reset();
   --live_;
 }
@@ -157,19 +214,18 @@ void SideStore::restore_slots(const char* vectors, const std::uint8_t* states, s
 }
 
 void SideStore::restore_item(std::uint32_t slot, std::string id, std::unique_ptr<std::string> meta) {
-  ids_[slot] = std::move(id);
+  put_id(slot, id);
   meta_[slot] = std::move(meta);
-  table_.insert(slot, ids_);
+  table_.insert(slot, *this);
   ++live_;
 }
 
 std::size_t SideStore::memory_bytes() const {
   std::size_t bytes = capacity_ * dims_ * sizeof(float) + capacity_ +
-                      ids_.capacity() * sizeof(std::string) +
+                      ids_.capacity() + id_at_.capacity() * sizeof(std::uint64_t) +
                       meta_.capacity() * sizeof(std::unique_ptr<std::string>) +
                       free_.capacity() * sizeof(std::uint32_t) + table_.memory_bytes();
   for (std::size_t s = 0; s < size_; ++s) {
-    if (ids_[s].capacity() > 15) bytes += ids_[s].capacity() + 1;
     if (meta_[s]) bytes += sizeof(std::string) + meta_[s]->capacity() + 1;
   }
   return bytes;

@@ -6,6 +6,12 @@
 // open-addressing table of slot numbers hashed by the slot's id string (4 bytes per entry
 // instead of a second copy of every id).
 //
+// Ids are kept in one byte array, each after its length (LEB128), and a slot holds the
+// offset of its id there: 8 bytes a slot plus the id's own bytes, where a std::string per
+// slot took 32 (and a heap block besides for ids over 15 bytes: 80 or more for a UUID). A
+// removed id's bytes stay until they outweigh the live ones; then the array is rewritten
+// with the live ids only (under the writer's lock, like every other change).
+//
 // Slot states: Free (never used, beyond size()), Live, or Deleted (a tombstone: no id, but
 // its vector and graph node remain until the slot is reused, so stale graph links through
 // it still lead somewhere). Deleted slots are reused by later adds.
@@ -20,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lakehouse {
@@ -54,12 +61,13 @@ class SideStore {
   SlotState state(std::uint32_t slot) const {
     return static_cast<SlotState>(states_[slot].load(std::memory_order_acquire));
   }
-  const std::string& id(std::uint32_t slot) const { return ids_[slot]; }
+  // The id of a live slot (empty for any other); valid until the store next changes.
+  std::string_view id(std::uint32_t slot) const;
   // nullptr when the item has no metadata.
   const std::string* metadata(std::uint32_t slot) const { return meta_[slot].get(); }
 
   // Slot of a live id, or kNoSlot.
-  std::uint32_t find(const std::string& id) const;
+  std::uint32_t find(std::string_view id) const;
 
   // Takes a slot for a new item (a deleted slot if any, else the next free one; the caller
   // checked capacity), writes its vector, id and metadata, and makes it Live.
@@ -79,7 +87,7 @@ class SideStore {
   void restore_slots(const char* vectors, const std::uint8_t* states, std::size_t slots);
   void restore_item(std::uint32_t slot, std::string id, std::unique_ptr<std::string> meta);
   void restore_free_list(std::vector<std::uint32_t> free) { free_ = std::move(free); }
-  void reserve_ids(std::size_t n) { table_.reserve(n, ids_); }
+  void reserve_ids(std::size_t n) { table_.reserve(n, *this); }
 
   std::size_t memory_bytes() const;
 
@@ -87,20 +95,27 @@ class SideStore {
   // Open addressing with linear probing over slot numbers; kEmpty / kGrave are sentinels.
   class IdTable {
    public:
-    std::uint32_t find(const std::string& id, const std::vector<std::string>& ids) const;
-    void insert(std::uint32_t slot, const std::vector<std::string>& ids);
-    void erase(std::uint32_t slot, const std::vector<std::string>& ids);
+    std::uint32_t find(std::string_view id, const SideStore& st) const;
+    void insert(std::uint32_t slot, const SideStore& st);
+    void erase(std::uint32_t slot, const SideStore& st);
     std::size_t memory_bytes() const { return table_.capacity() * sizeof(std::uint32_t); }
-    void reserve(std::size_t n, const std::vector<std::string>& ids);
+    void reserve(std::size_t n, const SideStore& st);
 
    private:
     static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
     static constexpr std::uint32_t kGrave = 0xFFFFFFFEu;
-    void rehash(std::size_t buckets, const std::vector<std::string>& ids);
+    void rehash(std::size_t buckets, const SideStore& st);
     std::vector<std::uint32_t> table_;
     std::size_t used_ = 0;   // live entries
     std::size_t graves_ = 0; // erased entries still occupying buckets
   };
+
+  // Where a slot without an id (free or deleted) points in id_at_.
+  static constexpr std::uint64_t kNoId = ~std::uint64_t(0);
+  // Appends the id's length and bytes to ids_ and points the slot at them.
+  void put_id(std::uint32_t slot, std::string_view id);
+  // Drops the slot's id; rewrites ids_ with the live ids once removed bytes outweigh them.
+  void drop_id(std::uint32_t slot);
 
   std::size_t dims_;
   std::size_t size_ = 0;
@@ -108,7 +123,9 @@ class SideStore {
   std::size_t live_ = 0;
   std::unique_ptr<float[]> data_;
   std::unique_ptr<std::atomic<std::uint8_t>[]> states_;
-  std::vector<std::string> ids_;
+  std::vector<char> ids_;              // every id: LEB128 length, then its bytes
+  std::vector<std::uint64_t> id_at_;   // per slot: offset of its id in ids_, or kNoId
+  std::size_t id_garbage_ = 0;         // bytes in ids_ of ids since removed
   std::vector<std::unique_ptr<std::string>> meta_;
   std::vector<std::uint32_t> free_;
   IdTable table_;
