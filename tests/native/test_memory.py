@@ -1,6 +1,6 @@
-"""Memory after a bulk add (docs/vectord.md, "Memory after a bulk add"): the native core hands
-the scratch a bulk add freed back to the system, so the process is not left larger than the
-index it holds."""
+"""The native core's memory: a bulk add hands the scratch it freed back to the system
+(docs/vectord.md, "Memory after a bulk add"), and ids live in one byte array that drops
+removed ids' bytes (side_store.h) without losing a live one."""
 
 from __future__ import annotations
 

@@ -185,7 +185,6 @@ class Index {
   void prepare(const float* in, float* out, std::size_t item, const char* what) const;
   // r times v (dims floats each), into out; r is row-major.
   void turn(const std::vector<float>& r, const float* v, float* out) const;
-  void transform_rows(const float* in, std::size_t n, float* out) const;
   // The transpose of r times v: turns a stored vector back (double accumulation).
   void unturn(const std::vector<float>& r, const float* v, float* out) const;
   // An add of at least this many items gives its freed scratch back to the system
