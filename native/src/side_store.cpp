@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 #include "lakehouse/memory.h"
@@ -119,8 +120,14 @@ std::string_view SideStore::id(std::uint32_t slot) const {
 }
 
 void SideStore::put_id(std::uint32_t slot, std::string_view id) {
-  id_at_[slot] = ids_.size();
-  append_id(ids_, id);
+  const std::size_t at = ids_.size();
+  try {
+    append_id(ids_, id);
+  } catch (...) {
+    ids_.resize(at);  // no half-written entry stays behind
+    throw;
+  }
+  id_at_[slot] = at;
 }
 
 void SideStore::drop_id(std::uint32_t slot) {
@@ -129,18 +136,29 @@ void SideStore::drop_id(std::uint32_t slot) {
   const std::string_view id = read_id(ids_.data() + at);
   id_garbage_ += std::size_t(id.data() + id.size() - (ids_.data() + at));
   id_at_[slot] = kNoId;
-  // Removed bytes over half the array (and worth a pass): keep only the live ids.
+  // Removed bytes over half the array (and worth a pass): keep only the live ids. The new
+  // array is written whole before anything points into it, and only its allocation can
+  // fail: then the removed bytes simply stay until the next removal tries again.
   if (id_garbage_ < 4096 || id_garbage_ * 2 < ids_.size()) return;
-  std::vector<char> old;
-  old.swap(ids_);
-  ids_.reserve(old.size() - id_garbage_);
-  id_garbage_ = 0;
+  std::vector<char> kept;
+  try {
+    kept.reserve(ids_.size() - id_garbage_);
+  } catch (const std::bad_alloc&) {
+    return;
+  }
+  for (std::size_t s = 0; s < size_; ++s) {
+    if (id_at_[s] != kNoId) append_id(kept, read_id(ids_.data() + id_at_[s]));  // within reserve
+  }
+  // The entries are in slot order: each slot's new offset is the running size before it.
+  std::size_t next = 0;
   for (std::size_t s = 0; s < size_; ++s) {
     if (id_at_[s] == kNoId) continue;
-    const std::string_view kept = read_id(old.data() + id_at_[s]);
-    id_at_[s] = ids_.size();
-    append_id(ids_, kept);
+    id_at_[s] = next;
+    const std::string_view moved = read_id(kept.data() + next);
+    next = std::size_t(moved.data() + moved.size() - kept.data());
   }
+  ids_.swap(kept);
+  id_garbage_ = 0;
 }
 
 // ---- SideStore -------------------------------------------------------------------------
