@@ -41,10 +41,9 @@ inline std::size_t prefetch_span(std::size_t dims) {
   return std::min(kPrefetchLines, (dims * sizeof(float) + 63) / 64);
 }
 
-// Starts fetching lines [from, lines) of slot s's vector.
-template <class View>
-inline void prefetch_lines(const View& vv, std::uint32_t s, std::size_t from, std::size_t lines) {
-  const char* p = reinterpret_cast<const char*>(vv.at(s));
+// Starts fetching cache lines [from, lines) of the vector at v.
+inline void prefetch_lines(const float* v, std::size_t from, std::size_t lines) {
+  const char* p = reinterpret_cast<const char*>(v);
   for (std::size_t l = from; l < lines; ++l) prefetch(p + 64 * l);
 }
 
@@ -239,6 +238,7 @@ void HnswGraph::search_layer(const float* q, std::uint32_t ep, float ep_dist, in
   std::uint32_t* buf = sc.buf.data();
   const VecView vv = view();
   const std::size_t limit = capacity_;
+  const std::size_t span = prefetch_span(vv.dims);
   while (!cand.empty()) {
     const Candidate c = cand.front();
     if (c.first > bound && top.size() >= ef) break;
@@ -260,11 +260,10 @@ void HnswGraph::search_layer(const float* q, std::uint32_t ep, float ep_dist, in
       }
     }
     n = fresh;
-    const std::size_t span = prefetch_span(vv.dims);
     for (std::size_t i = 0; i < n; ++i) {
       const std::uint32_t s = buf[i];
       // While this neighbour is scored, the next one's first lines come in.
-      if (i + 1 < n) prefetch_lines(vv, buf[i + 1], 1, span);
+      if (i + 1 < n) prefetch_lines(vv.at(buf[i + 1]), 1, span);
       // Most scored neighbours lose to the bound once the beam is full: the kernel stops
       // reading such a vector as soon as its running sum passes the bound.
       const float d = vv.within(q, s, top.size() < ef ? kInf : bound);

@@ -136,9 +136,9 @@ void SideStore::drop_id(std::uint32_t slot) {
   const std::string_view id = read_id(ids_.data() + at);
   id_garbage_ += std::size_t(id.data() + id.size() - (ids_.data() + at));
   id_at_[slot] = kNoId;
-  // Removed bytes over half the array (and worth a pass): keep only the live ids. The new
-  // array is written whole before anything points into it, and only its allocation can
-  // fail: then the removed bytes simply stay until the next removal tries again.
+  // Removed bytes over half the array (and worth a pass): keep only the live ids. Only the
+  // new array's allocation can fail, before any offset changes: then the removed bytes
+  // simply stay until the next removal tries again.
   if (id_garbage_ < 4096 || id_garbage_ * 2 < ids_.size()) return;
   std::vector<char> kept;
   try {
@@ -147,15 +147,10 @@ void SideStore::drop_id(std::uint32_t slot) {
     return;
   }
   for (std::size_t s = 0; s < size_; ++s) {
-    if (id_at_[s] != kNoId) append_id(kept, read_id(ids_.data() + id_at_[s]));  // within reserve
-  }
-  // The entries are in slot order: each slot's new offset is the running size before it.
-  std::size_t next = 0;
-  for (std::size_t s = 0; s < size_; ++s) {
     if (id_at_[s] == kNoId) continue;
-    id_at_[s] = next;
-    const std::string_view moved = read_id(kept.data() + next);
-    next = std::size_t(moved.data() + moved.size() - kept.data());
+    const std::string_view live = read_id(ids_.data() + id_at_[s]);
+    id_at_[s] = kept.size();
+    append_id(kept, live);  // within the reserve: cannot throw
   }
   ids_.swap(kept);
   id_garbage_ = 0;
